@@ -1,0 +1,143 @@
+"""Typed, validated configuration objects.
+
+The programs in ``bin/`` turn absl flags into these dataclasses once,
+validate them, and write them as ``config.json`` into the run directory. The
+library only ever sees these objects. Every default that comes from the DARTS
+paper or its reference code says so in a comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from autonet_tf.errors import UserInputError
+
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def _check(condition: bool, name: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise UserInputError(f"--{name}={value!r} is invalid: expected {expected}")
+
+
+def _positive(name, value, integer=True):
+    kind = "an integer" if integer else "a number"
+    ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+    _check(ok and value > 0, name, value, f"{kind} > 0")
+
+
+def _non_negative(name, value):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    _check(ok and value >= 0, name, value, "a number >= 0")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the images come from.
+
+    dataset: 'digits' (embedded, scikit-learn 8x8), a tfds name (cifar10,
+      cifar100, mnist, fashion_mnist, svhn_cropped), a path to an ``.npz``
+      file in the MedMNIST layout, or a folder of class sub-folders of images.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    # Random crop (padding H/8, i.e. 4 for 32x32) + horizontal flip, as the
+    # reference's CIFAR transforms. 'auto' turns it on for cifar10/cifar100.
+    augment: str = "auto"
+    image_size: int | None = None  # resize image folders to this size
+    test_fraction: float = 0.2  # held-out test split where a dataset has none
+
+    def validate(self) -> None:
+        _check(isinstance(self.dataset, str) and self.dataset.strip() != "", "dataset",
+               self.dataset, "a dataset name or path")
+        _check(self.augment in ("auto", "on", "off"), "augment", self.augment,
+               "one of auto, on, off")
+        if self.image_size is not None:
+            _positive("image_size", self.image_size)
+        _check(isinstance(self.test_fraction, float) and 0 < self.test_fraction < 1,
+               "test_fraction", self.test_fraction, "a fraction in (0, 1)")
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """DARTS CNN search settings; defaults are the reference ``train_search.py``."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model_dir: str = "runs/search"
+    order: str = "first"  # 'first' or 'second' order architecture gradient
+    epochs: int = 50  # train_search.py --epochs
+    batch_size: int = 64  # global batch (train_search.py --batch_size)
+    layers: int = 8  # train_search.py --layers
+    init_channels: int = 16  # train_search.py --init_channels
+    steps: int = 4  # intermediate nodes per cell (model_search.py)
+    multiplier: int = 4  # concatenated nodes (model_search.py)
+    stem_multiplier: int = 3  # model_search.py
+    train_portion: float = 0.5  # train_search.py --train_portion
+    learning_rate: float = 0.025  # train_search.py --learning_rate
+    learning_rate_min: float = 0.001  # train_search.py --learning_rate_min
+    momentum: float = 0.9  # train_search.py --momentum
+    weight_decay: float = 3e-4  # train_search.py --weight_decay
+    grad_clip: float = 5.0  # train_search.py --grad_clip
+    arch_learning_rate: float = 3e-4  # train_search.py --arch_learning_rate
+    arch_beta_1: float = 0.5  # architect.py Adam betas
+    arch_beta_2: float = 0.999
+    arch_weight_decay: float = 1e-3  # train_search.py --arch_weight_decay
+    alpha_init_scale: float = 1e-3  # model_search.py: 1e-3 * randn
+    unrolled_epsilon: float = 0.01  # architect.py: R = 0.01 / ||v||
+    seed: int = 2  # train_search.py --seed
+    strategy: str = "default"
+    num_devices: int | None = None  # replicas for 'mirrored' (None: all visible)
+    tpu: str | None = None
+    sync_batchnorm: bool = True  # BN statistics over the global batch
+    jit_compile: bool = False
+    checkpoint_every: int = 200  # steps between mid-epoch checkpoints
+    max_steps_per_epoch: int | None = None  # cap (for quick runs)
+    log_every: int = 10  # steps between TensorBoard scalar writes
+    progress: bool = True
+
+    def validate(self) -> None:
+        self.data.validate()
+        _check(self.order in ("first", "second"), "order", self.order, "'first' or 'second'")
+        for name in ("epochs", "batch_size", "layers", "init_channels", "steps",
+                     "multiplier", "stem_multiplier", "checkpoint_every", "log_every"):
+            _positive(name, getattr(self, name))
+        _check(self.multiplier <= self.steps, "multiplier", self.multiplier,
+               f"at most --steps ({self.steps})")
+        _check(isinstance(self.train_portion, (int, float)) and 0 < self.train_portion < 1,
+               "train_portion", self.train_portion, "a fraction in (0, 1)")
+        for name in ("learning_rate", "arch_learning_rate", "grad_clip", "unrolled_epsilon"):
+            _positive(name, getattr(self, name), integer=False)
+        for name in ("learning_rate_min", "momentum", "weight_decay", "arch_weight_decay",
+                     "alpha_init_scale"):
+            _non_negative(name, getattr(self, name))
+        _check(self.learning_rate_min <= self.learning_rate, "learning_rate_min",
+               self.learning_rate_min, f"at most --learning_rate ({self.learning_rate})")
+        for name in ("arch_beta_1", "arch_beta_2"):
+            value = getattr(self, name)
+            _check(isinstance(value, (int, float)) and 0 <= value < 1, name, value,
+                   "a number in [0, 1)")
+        _check(self.strategy in STRATEGIES, "strategy", self.strategy,
+               f"one of {', '.join(STRATEGIES)}")
+        if self.num_devices is not None:
+            _positive("num_devices", self.num_devices)
+        if self.max_steps_per_epoch is not None:
+            _positive("max_steps_per_epoch", self.max_steps_per_epoch)
+        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
+               "an integer >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchConfig":
+        data = dict(data)
+        data["data"] = DataConfig(**data.get("data", {}))
+        return cls(**data)

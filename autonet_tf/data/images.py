@@ -1,0 +1,249 @@
+"""Image classification datasets: embedded, tfds, MedMNIST-style npz, image folders.
+
+Every source is read into an :class:`ImageDataset`: uint8 NHWC arrays in
+[0, 255] for a train and a test split, integer labels, class names and the
+per-channel mean/std used for normalisation. ``tf.data`` pipelines are built
+from it by :mod:`autonet_tf.data.pipeline`.
+
+Sources (``DataConfig.dataset``):
+
+* ``digits`` (default, embedded): scikit-learn's 8x8 handwritten digits,
+  1,797 images, 10 classes; works offline.
+* a tfds name: cifar10, cifar100, mnist, fashion_mnist, svhn_cropped, read
+  from ``--data_dir`` with ``download=False`` (prepare it once with
+  ``tfds build NAME --data_dir=DIR`` on a machine with network).
+* a path to an ``.npz`` file in the MedMNIST layout (train_images,
+  train_labels, val_images, val_labels, test_images, test_labels).
+* a folder with one sub-folder of images per class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+
+import numpy as np
+
+from autonet_tf.configs import DataConfig
+from autonet_tf.errors import UserInputError
+
+TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped")
+
+# Published normalisation constants (reference utils._data_transforms_cifar10
+# and the usual CIFAR-100 figures); other datasets use train-split statistics.
+KNOWN_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+NATURAL_IMAGES = ("cifar10", "cifar100")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclasses.dataclass
+class ImageDataset:
+    """Train and test images (uint8 NHWC) with labels and metadata."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    natural: bool = False  # flips and crops are label-preserving
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load(config: DataConfig, seed: int = 0) -> ImageDataset:
+    """Reads the dataset named by ``config.dataset``; raises UserInputError on bad input."""
+    name = config.dataset
+    if name == "digits":
+        dataset = _digits(config.test_fraction, seed)
+    elif name in TFDS_DATASETS:
+        dataset = _tfds(name, config.data_dir)
+    elif name.endswith(".npz"):
+        dataset = _npz(name)
+    elif os.path.isdir(name):
+        dataset = _folder(name, config.image_size, config.test_fraction, seed)
+    else:
+        raise UserInputError(
+            f"--dataset={name!r} is not a known dataset: expected 'digits', one of "
+            f"{', '.join(TFDS_DATASETS)}, an .npz file or a folder of class sub-folders")
+    _check_arrays(dataset)
+    return dataset
+
+
+def _stats(name: str, x: np.ndarray):
+    if name in KNOWN_STATS:
+        return KNOWN_STATS[name]
+    pixels = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
+    mean = pixels.mean(axis=0)
+    std = np.maximum(pixels.std(axis=0), 1e-3)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _split(x, y, test_fraction: float, seed: int):
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(len(x) * test_fraction)))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _finish(name, x_train, y_train, x_test, y_test, class_names, natural=False):
+    mean, std = _stats(name, x_train)
+    return ImageDataset(name, x_train, y_train.astype(np.int32), x_test,
+                        y_test.astype(np.int32), list(class_names), mean, std, natural)
+
+
+def _digits(test_fraction: float, seed: int) -> ImageDataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Pixel values are 0..16; scale to 0..255 so every dataset shares one range.
+    x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    y = digits.target
+    return _finish("digits", *_split(x, y, test_fraction, seed),
+                   [str(c) for c in digits.target_names])
+
+
+def _tfds(name: str, data_dir: str | None) -> ImageDataset:
+    import tensorflow_datasets as tfds
+
+    hint = (f"prepare it on a machine with network access: "
+            f"`tfds build {name} --data_dir=DIR`, then pass --data_dir=DIR")
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise UserInputError(f"--data_dir={data_dir!r} does not exist; {hint}")
+    try:
+        splits, info = tfds.load(name, split=["train", "test"], data_dir=data_dir,
+                                 download=False, as_supervised=True, batch_size=-1,
+                                 with_info=True)
+    except AssertionError:
+        where = data_dir or "the default tfds directory (~/tensorflow_datasets)"
+        raise UserInputError(f"--dataset={name}: not prepared in {where}; {hint}") from None
+    (x_train, y_train), (x_test, y_test) = (tfds.as_numpy(s) for s in splits)
+    label = info.features["label"]
+    names = list(label.names) if getattr(label, "names", None) else [
+        str(i) for i in range(label.num_classes)]
+    return _finish(name, x_train.astype(np.uint8), y_train, x_test.astype(np.uint8), y_test,
+                   names, natural=name in NATURAL_IMAGES)
+
+
+NPZ_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "test_images",
+            "test_labels")
+
+
+def _npz(path: str) -> ImageDataset:
+    if not os.path.isfile(path):
+        raise UserInputError(f"--dataset={path!r}: no such .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("train_images", "train_labels", "test_images",
+                                   "test_labels") if k not in data.files]
+            if missing:
+                raise UserInputError(
+                    f"--dataset={path!r}: npz is missing key(s) {missing}; expected the "
+                    f"MedMNIST layout {list(NPZ_KEYS)}")
+            arrays = {k: data[k] for k in NPZ_KEYS if k in data.files}
+    except UserInputError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserInputError(f"--dataset={path!r}: not a readable .npz file ({e})") from None
+    x_train, y_train = _npz_split(arrays, "train", path)
+    x_test, y_test = _npz_split(arrays, "test", path)
+    if "val_images" in arrays and "val_labels" in arrays:
+        # The search splits train by --train_portion; the official val split
+        # joins the training data so no labelled image is left unused.
+        x_val, y_val = _npz_split(arrays, "val", path)
+        x_train, y_train = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+    if x_test.shape[1:] != x_train.shape[1:]:
+        raise UserInputError(f"--dataset={path!r}: test images are {x_test.shape[1:]}, "
+                             f"train images {x_train.shape[1:]}")
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    name = os.path.splitext(os.path.basename(path))[0]
+    return _finish(name, x_train, y_train, x_test, y_test,
+                   [str(i) for i in range(num_classes)])
+
+
+def _npz_split(arrays, split, path):
+    x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise UserInputError(f"--dataset={path!r}: {split}_images has shape {x.shape}; "
+                             f"expected (N, H, W) or (N, H, W, 1|3)")
+    if x.dtype != np.uint8:
+        if not np.issubdtype(x.dtype, np.number) or x.size and (x.min() < 0 or x.max() > 255):
+            raise UserInputError(f"--dataset={path!r}: {split}_images must be uint8 or "
+                                 f"numbers in [0, 255], got dtype {x.dtype}")
+        x = np.round(x).astype(np.uint8)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise UserInputError(f"--dataset={path!r}: {split}_labels has shape {y.shape} and "
+                             f"dtype {y.dtype}; expected {len(x)} integer labels")
+    if len(y) and y.min() < 0:
+        raise UserInputError(f"--dataset={path!r}: {split}_labels has negative labels")
+    return x, y
+
+
+def _folder(path: str, image_size: int | None, test_fraction: float, seed: int) -> ImageDataset:
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))
+                     and not d.startswith("."))
+    if len(classes) < 2:
+        raise UserInputError(f"--dataset={path!r}: expected at least 2 class sub-folders, "
+                             f"found {len(classes)}")
+    images, labels, shape = [], [], None
+    for label, cls in enumerate(classes):
+        files = sorted(f for f in os.listdir(os.path.join(path, cls))
+                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise UserInputError(f"--dataset={path!r}: class folder {cls!r} has no images "
+                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+        for f in files:
+            file = os.path.join(path, cls, f)
+            try:
+                with Image.open(file) as im:
+                    im = im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
+                    if image_size:
+                        im = im.resize((image_size, image_size))
+                    array = np.asarray(im, dtype=np.uint8)
+            except (UnidentifiedImageError, OSError) as e:
+                raise UserInputError(f"--dataset={path!r}: cannot read image {file!r} ({e})") from None
+            if array.ndim == 2:
+                array = array[..., None]
+            if shape is None:
+                shape = array.shape[:2]
+            elif array.shape[:2] != shape:
+                raise UserInputError(
+                    f"--dataset={path!r}: image {file!r} is {array.shape[1]}x{array.shape[0]} "
+                    f"but earlier images are {shape[1]}x{shape[0]}; pass --image_size to resize")
+            images.append(array)
+            labels.append(label)
+    channels = max(a.shape[-1] for a in images)  # greyscale joins RGB as RGB
+    images = [np.repeat(a, channels, axis=-1) if a.shape[-1] != channels else a for a in images]
+    x, y = np.stack(images), np.asarray(labels)
+    name = os.path.basename(os.path.normpath(path))
+    return _finish(name, *_split(x, y, test_fraction, seed), classes, natural=True)
+
+
+def _check_arrays(ds: ImageDataset) -> None:
+    if len(ds.x_train) < 2 or len(ds.x_test) < 1:
+        raise UserInputError(f"--dataset={ds.name!r}: too few images ({len(ds.x_train)} train, "
+                             f"{len(ds.x_test)} test)")
+    if ds.num_classes < 2:
+        raise UserInputError(f"--dataset={ds.name!r}: needs at least 2 classes")
+    h, w, _ = ds.input_shape
+    if h < 4 or w < 4:
+        raise UserInputError(f"--dataset={ds.name!r}: images are {h}x{w}; need at least 4x4")

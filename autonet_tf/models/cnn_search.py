@@ -1,0 +1,248 @@
+"""The DARTS CNN supernet: MixedOp, SearchCell and SearchNetwork (Keras layers).
+
+Matches the reference ``model_search.py``: a 3x3 conv stem to
+``stem_multiplier * C`` channels with an affine BN; ``layers`` cells with
+reductions at ``layers // 3`` and ``2 * layers // 3`` (channels doubled);
+cell inputs preprocessed by ReLU-Conv1x1-BN, or FactorizedReduce when the
+previous cell reduced; BatchNorm without affine parameters inside cells;
+global average pooling and a linear classifier.
+
+Architecture weights (``alphas_normal``, ``alphas_reduce``, each
+``(14, 8)`` for 4 steps) are trainable variables of the model, kept in
+float32 and apart from the network weights: ``arch_variables`` and
+``weight_variables`` partition ``trainable_variables``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from autonet_tf.search_space import genotypes
+from autonet_tf.search_space.ops import FactorizedReduce, ReLUConvBN, batch_norm, make_op
+
+_PACKAGE = "autonet_tf"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MixedOp(keras.layers.Layer):
+    """Softmax-weighted sum of every candidate op on one edge.
+
+    'none' contributes exactly zero, so it is not computed; its weight still
+    takes part in the softmax, so gradients are those of the full mixture.
+    Pooling ops are followed by a non-affine BatchNorm, as in the reference.
+    """
+
+    def __init__(self, filters: int, stride: int,
+                 primitives: Sequence[str] = genotypes.PRIMITIVES,
+                 sync_bn: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.stride = stride
+        self.primitives = tuple(primitives)
+        self.sync_bn = sync_bn
+        self.op_indices = [k for k, p in enumerate(self.primitives) if p != "none"]
+        self.candidate_ops = [
+            make_op(self.primitives[k], filters, stride, affine=False,
+                    sync_bn=sync_bn, pool_bn=True)
+            for k in self.op_indices
+        ]
+
+    def build(self, *shapes):
+        self.built = True  # sub-layers build lazily; see ops._Op.build
+
+    def call(self, x, weights, training=None):
+        weights = tf.cast(weights, x.dtype)
+        total = None
+        for k, op in zip(self.op_indices, self.candidate_ops):
+            term = weights[k] * op(x, training=training)
+            total = term if total is None else total + term
+        if total is None:  # only 'none' on this edge
+            return make_op("none", self.filters, self.stride, False)(x)
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, stride=self.stride,
+                      primitives=list(self.primitives), sync_bn=self.sync_bn)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SearchCell(keras.layers.Layer):
+    """A DARTS search cell: ``steps`` nodes, each a sum of MixedOps over all predecessors."""
+
+    def __init__(self, filters: int, reduction: bool, reduction_prev: bool,
+                 steps: int = genotypes.DEFAULT_STEPS, multiplier: int = 4,
+                 primitives: Sequence[str] = genotypes.PRIMITIVES,
+                 sync_bn: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.reduction = reduction
+        self.reduction_prev = reduction_prev
+        self.steps = steps
+        self.multiplier = multiplier
+        self.primitives = tuple(primitives)
+        self.sync_bn = sync_bn
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(filters, affine=False, sync_bn=sync_bn)
+        else:
+            self.preprocess0 = ReLUConvBN(filters, 1, affine=False, sync_bn=sync_bn)
+        self.preprocess1 = ReLUConvBN(filters, 1, affine=False, sync_bn=sync_bn)
+        self.edges = []
+        for i in range(steps):
+            for j in range(2 + i):
+                stride = 2 if reduction and j < 2 else 1
+                self.edges.append(MixedOp(filters, stride, self.primitives, sync_bn))
+
+    def build(self, *shapes):
+        self.built = True  # sub-layers build lazily; see ops._Op.build
+
+    def call(self, s0, s1, weights, training=None):
+        states = [self.preprocess0(s0, training=training),
+                  self.preprocess1(s1, training=training)]
+        offset = 0
+        for _ in range(self.steps):
+            node = None
+            for j, h in enumerate(states):
+                term = self.edges[offset + j](h, weights[offset + j], training=training)
+                node = term if node is None else node + term
+            offset += len(states)
+            states.append(node)
+        return tf.concat(states[-self.multiplier:], axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, reduction=self.reduction,
+                      reduction_prev=self.reduction_prev, steps=self.steps,
+                      multiplier=self.multiplier, primitives=list(self.primitives),
+                      sync_bn=self.sync_bn)
+        return config
+
+
+def reduction_layers(layers: int) -> tuple[int, ...]:
+    """Indices of reduction cells: layers // 3 and 2 * layers // 3 (reference)."""
+    return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SearchNetwork(keras.Model):
+    """The DARTS CNN supernet with its architecture weights.
+
+    Args:
+      num_classes: classifier outputs.
+      init_channels: C, channels of the first cells (DARTS search: 16).
+      layers: number of cells (DARTS search: 8).
+      steps: intermediate nodes per cell (4).
+      multiplier: nodes concatenated into the cell output (4).
+      stem_multiplier: stem channels = stem_multiplier * C (3).
+      primitives: candidate op names, 'none' first as in the reference.
+      sync_bn: synchronise BatchNorm statistics across replicas, so that N
+        replicas compute what one device computes on the global batch.
+      alpha_init_scale: alphas start as scale * N(0, 1) (reference: 1e-3).
+      seed: seed of the alpha initialiser.
+    """
+
+    def __init__(self, num_classes: int, init_channels: int = 16, layers: int = 8,
+                 steps: int = genotypes.DEFAULT_STEPS, multiplier: int = 4,
+                 stem_multiplier: int = 3,
+                 primitives: Sequence[str] = genotypes.PRIMITIVES,
+                 sync_bn: bool = False, alpha_init_scale: float = 1e-3,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if "none" not in primitives:
+            raise ValueError(f"primitives must contain 'none', got {list(primitives)}")
+        self.num_classes = num_classes
+        self.init_channels = init_channels
+        self.num_layers = layers
+        self.steps = steps
+        self.multiplier = multiplier
+        self.stem_multiplier = stem_multiplier
+        self.primitives = tuple(primitives)
+        self.sync_bn = sync_bn
+        self.alpha_init_scale = alpha_init_scale
+        self.seed = seed
+
+        self.stem_conv = keras.layers.Conv2D(stem_multiplier * init_channels, 3,
+                                             padding="same", use_bias=False)
+        self.stem_bn = batch_norm(True, sync_bn)
+        self.cells = []
+        channels = init_channels
+        reduction_prev = False
+        reductions = reduction_layers(layers)
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                channels *= 2
+            self.cells.append(SearchCell(channels, reduction, reduction_prev, steps,
+                                         multiplier, self.primitives, sync_bn,
+                                         name=f"cell_{i}"))
+            reduction_prev = reduction
+        self.global_pooling = keras.layers.GlobalAveragePooling2D()
+        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        shape = (genotypes.num_edges(steps), len(self.primitives))
+        def init(offset):
+            return keras.initializers.RandomNormal(
+                stddev=alpha_init_scale, seed=None if seed is None else seed + offset)
+
+        # Variable dtype: float32 (also under mixed precision), or floatx.
+        self.alphas_normal = self.add_weight(shape=shape, initializer=init(0),
+                                             autocast=False,
+                                             name="alphas_normal")
+        self.alphas_reduce = self.add_weight(shape=shape, initializer=init(1),
+                                             autocast=False,
+                                             name="alphas_reduce")
+
+    @property
+    def arch_variables(self) -> list:
+        """The architecture weights (alphas)."""
+        return [self.alphas_normal, self.alphas_reduce]
+
+    @property
+    def weight_variables(self) -> list:
+        """Every trainable variable that is not an architecture weight."""
+        arch = {id(v) for v in self.arch_variables}
+        return [v for v in self.trainable_variables if id(v) not in arch]
+
+    def arch_weights(self):
+        """Softmaxed alphas (float32): (normal, reduce)."""
+        return (tf.nn.softmax(self.alphas_normal, axis=-1),
+                tf.nn.softmax(self.alphas_reduce, axis=-1))
+
+    def build(self, *shapes):
+        self.built = True  # sub-layers build lazily; see ops._Op.build
+
+    def call(self, x, training=None):
+        normal, reduce = self.arch_weights()
+        s0 = s1 = self.stem_bn(self.stem_conv(x), training=training)
+        for cell in self.cells:
+            weights = reduce if cell.reduction else normal
+            s0, s1 = s1, cell(s0, s1, weights, training=training)
+        logits = self.classifier(self.global_pooling(s1))
+        if logits.dtype in (tf.float16, tf.bfloat16):  # losses in float32
+            logits = tf.cast(logits, tf.float32)
+        return logits
+
+    def genotype(self) -> genotypes.Genotype:
+        """The discrete cells implied by the current alphas."""
+        return genotypes.derive(np.asarray(self.alphas_normal),
+                                np.asarray(self.alphas_reduce),
+                                self.steps, self.multiplier, self.primitives)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "init_channels": self.init_channels,
+            "layers": self.num_layers,
+            "steps": self.steps,
+            "multiplier": self.multiplier,
+            "stem_multiplier": self.stem_multiplier,
+            "primitives": list(self.primitives),
+            "sync_bn": self.sync_bn,
+            "alpha_init_scale": self.alpha_init_scale,
+            "seed": self.seed,
+        }

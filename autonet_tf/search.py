@@ -1,0 +1,69 @@
+"""End-to-end CNN search: config -> data -> supernet search -> run-directory outputs.
+
+Run directory (``config.model_dir``)::
+
+    config.json              the full validated config
+    checkpoints/             tf.train.CheckpointManager (resume after a kill)
+    logs/train, logs/val     TensorBoard: losses, accuracies, learning rates,
+                             per-op alpha weights and alpha heat maps
+    history.jsonl            one JSON line per epoch (losses, accuracies, genotype)
+    genotypes/epoch_NNN.json genotype after every epoch
+    alphas/epoch_NNN.json    softmaxed alphas after every epoch
+    genotype.json            the final genotype
+    alphas.json              the final softmaxed alphas
+    genotype_normal.png      pictures of the cells (.dot without graphviz)
+    genotype_reduce.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import tensorflow as tf
+
+from autonet_tf.configs import SearchConfig
+from autonet_tf.data import images
+from autonet_tf.distribute.strategy import create_strategy, is_chief
+from autonet_tf.search_space.genotypes import Genotype
+from autonet_tf.training import run_dir
+from autonet_tf.training.search_trainer import SearchTrainer, check_resumable
+from autonet_tf.viz.cells import plot_genotype
+
+log = logging.getLogger("autonet_tf")
+
+
+@dataclasses.dataclass
+class SearchResult:
+    genotype: Genotype
+    model_dir: str
+    pictures: list[str]
+    warnings: list[str]
+
+
+def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = None,
+               dataset: images.ImageDataset | None = None) -> SearchResult:
+    """Validates ``config``, runs or resumes the search, writes the run directory."""
+    config.validate()
+    run_dir.check_writable_parent(config.model_dir)
+    check_resumable(config.model_dir, config)
+    if dataset is None:
+        dataset = images.load(config.data, config.seed)
+    if strategy is None:
+        strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
+    chief = is_chief(strategy)
+    run_dir.prepare(config.model_dir)
+    if chief:
+        run_dir.write_json(os.path.join(config.model_dir, "config.json"), config.to_dict())
+    trainer = SearchTrainer(config, dataset, strategy)
+    genotype = trainer.search()
+    pictures, warnings = [], []
+    if chief:
+        d = config.model_dir
+        run_dir.write_json(os.path.join(d, "genotype.json"), genotype.to_dict())
+        run_dir.write_json(os.path.join(d, "alphas.json"), trainer.softmax_alphas())
+        pictures, warnings = plot_genotype(genotype, os.path.join(d, "genotype"))
+        for warning in warnings:
+            print(f"warning: {warning}", flush=True)
+    return SearchResult(genotype, config.model_dir, pictures, warnings)

@@ -1,0 +1,175 @@
+"""Architecture gradients of DARTS: first order and second order (unrolled).
+
+The architect is generic over the model: it evaluates losses and gradients
+at given weight and alpha tensors (:class:`StatelessGradients`), so the
+virtual step ``w'`` and the finite-difference points ``w +- R v`` are plain
+tensors: no variable is assigned and nothing needs restoring, which also
+makes the step correct under tf.distribute (the trap of assigning mirrored
+variables inside ``strategy.run`` never arises). BatchNorm moving statistics
+are not updated by these extra passes; only the weight step updates them.
+
+Losses are per-replica shares of the global-batch mean
+(``tf.nn.compute_average_loss``), and every gradient is summed across
+replicas before it is used, so one device and N replicas compute the same
+numbers for the same global batch.
+
+Second order (reference ``architect.py``, DESIGN.md section 3):
+
+1. ``w' = w - xi * (momentum * buf + grad_w L_train(w, a) + wd * w)``,
+   ``xi`` = the current weight learning rate.
+2. ``g_a = grad_a L_val(w', a)``, ``v = grad_w' L_val(w', a)``.
+3. ``R = eps / ||v||``, ``h = (grad_a L_train(w + R v, a) - grad_a L_train(w - R v, a)) / (2 R)``.
+4. ``grad_a = g_a - xi * h``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+def all_reduce_sum(values: list) -> list:
+    """Sums tensors across replicas (identity outside a multi-replica context)."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return list(values)
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
+
+
+class StatelessGradients:
+    """Loss and gradients of a model evaluated at given weight/alpha tensors.
+
+    ``self(weights, alphas, batch)`` returns ``(loss, grad_weights,
+    grad_alphas, outputs, non_trainable)``, where ``non_trainable`` are the
+    model's updated non-trainable values (BatchNorm statistics) after the
+    forward pass. It runs ``model.stateless_call`` inside ONE ``tf.function``
+    (optionally XLA-compiled): every pass of a search step (weight step,
+    virtual step, validation pass, both finite-difference passes) calls the
+    same traced graph, so tracing and compilation happen once instead of up
+    to five times; outputs a pass does not use are pruned by Grappler.
+
+    Args:
+      model: a built Keras model whose trainable variables are exactly
+        ``weight_variables`` + ``arch_variables`` (in any order).
+      batch_loss: ``batch_loss(call, batch) -> (loss, outputs)`` where
+        ``call(*inputs)`` returns the model outputs.
+      weight_variables, arch_variables: the two disjoint variable lists.
+      jit_compile: compile the pass with XLA.
+    """
+
+    def __init__(self, model, batch_loss: Callable, weight_variables, arch_variables,
+                 jit_compile: bool = False):
+        slots = {}
+        for i, v in enumerate(weight_variables):
+            slots[id(v)] = ("w", i)
+        for i, v in enumerate(arch_variables):
+            slots[id(v)] = ("a", i)
+        if len(slots) != len(model.trainable_variables):
+            raise ValueError("weight_variables and arch_variables must partition "
+                             "model.trainable_variables")
+        self._order = [slots[id(v)] for v in model.trainable_variables]
+        self.model = model
+        self.batch_loss = batch_loss
+        self._fn = tf.function(self._compute, jit_compile=jit_compile, autograph=False)
+
+    def loss(self, weights, alphas, batch, non_trainable=None):
+        """(loss, outputs, updated non-trainable values) at the given tensors."""
+        source = {"w": list(weights), "a": list(alphas)}
+        trainable = [source[kind][i] for kind, i in self._order]
+        if non_trainable is None:
+            non_trainable = [v.value for v in self.model.non_trainable_variables]
+        updated = []
+
+        def call(*inputs, **kwargs):
+            outputs, new_state = self.model.stateless_call(
+                trainable, non_trainable, *inputs, training=True, **kwargs)
+            updated[:] = new_state
+            return outputs
+
+        loss, outputs = self.batch_loss(call, batch)
+        return loss, outputs, updated
+
+    def _compute(self, weights, alphas, batch, non_trainable):
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            tape.watch(alphas)
+            loss, outputs, updated = self.loss(weights, alphas, batch, non_trainable)
+        g_w, g_a = tape.gradient(loss, (weights, alphas),
+                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return loss, g_w, g_a, outputs, updated
+
+    def __call__(self, weights, alphas, batch):
+        non_trainable = [tf.convert_to_tensor(v.value)
+                         for v in self.model.non_trainable_variables]
+        return self._fn(list(weights), list(alphas), batch, non_trainable)
+
+
+class Architect:
+    """Computes grad_alpha of the validation loss, first or second order.
+
+    Args:
+      gradients: a :class:`StatelessGradients` of the model.
+      weight_variables, arch_variables: the variables behind its ``weights``
+        and ``alphas``.
+      weight_optimizer: the :class:`~autonet_tf.training.optimizers.MomentumSGD`
+        of the weights; its learning rate, momentum buffers and L2 define the
+        virtual step.
+      order: 'first' or 'second'.
+      epsilon: R = epsilon / ||v|| (reference: 0.01).
+    """
+
+    def __init__(self, gradients: StatelessGradients, weight_variables, arch_variables,
+                 weight_optimizer, order: str = "first", epsilon: float = 0.01):
+        if order not in ("first", "second"):
+            raise ValueError(f"order must be 'first' or 'second', got {order!r}")
+        self.grads = gradients
+        self.weight_variables = list(weight_variables)
+        self.arch_variables = list(arch_variables)
+        self.weight_optimizer = weight_optimizer
+        self.order = order
+        self.epsilon = epsilon
+
+    def values(self):
+        """Current (weights, alphas) as tensors."""
+        return ([tf.convert_to_tensor(v.value) for v in self.weight_variables],
+                [tf.convert_to_tensor(v.value) for v in self.arch_variables])
+
+    def virtual_weights(self, weights, grad_weights, learning_rate):
+        """w' = w - xi (momentum * buf + grad_w L_train + wd * w) (no assignment)."""
+        opt = self.weight_optimizer
+        out = []
+        for var, w, g in zip(self.weight_variables, weights, grad_weights):
+            step = opt.momentum * tf.convert_to_tensor(opt.momentum_buffer(var)) + g
+            if opt.l2:
+                step = step + opt.l2 * w
+            out.append(w - tf.cast(learning_rate, w.dtype) * step)
+        return out
+
+    def gradients(self, train_batch, val_batch):
+        """Returns (validation loss, list of alpha gradients), summed over replicas."""
+        weights, alphas = self.values()
+        if self.order == "first":
+            loss, _, g_alpha, _, _ = self.grads(weights, alphas, val_batch)
+            return loss, all_reduce_sum(g_alpha)
+        lr = tf.convert_to_tensor(self.weight_optimizer.learning_rate)
+        _, g_train, _, _, _ = self.grads(weights, alphas, train_batch)
+        unrolled = self.virtual_weights(weights, all_reduce_sum(g_train), lr)
+        val_loss, v, g_alpha, _, _ = self.grads(unrolled, alphas, val_batch)
+        reduced = all_reduce_sum(list(g_alpha) + list(v))
+        g_alpha, v = reduced[:len(alphas)], reduced[len(alphas):]
+        hessian = self.hessian_vector_product(weights, alphas, v, train_batch)
+        return val_loss, [g - tf.cast(lr, g.dtype) * h for g, h in zip(g_alpha, hessian)]
+
+    def hessian_vector_product(self, weights, alphas, vector, train_batch):
+        """Central finite difference of grad_alpha L_train along ``vector``.
+
+        ``(grad_a L(w + R v) - grad_a L(w - R v)) / (2 R)``, ``R = eps / ||v||``.
+        """
+        norm = tf.linalg.global_norm(vector)
+        radius = self.epsilon / tf.maximum(norm, 1e-12)
+        plus = [w + tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]
+        minus = [w - tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]
+        _, _, g_plus, _, _ = self.grads(plus, alphas, train_batch)
+        _, _, g_minus, _, _ = self.grads(minus, alphas, train_batch)
+        g_plus, g_minus = all_reduce_sum(g_plus), all_reduce_sum(g_minus)
+        return [(p - m) / tf.cast(2.0 * radius, p.dtype) for p, m in zip(g_plus, g_minus)]

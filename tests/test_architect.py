@@ -1,0 +1,133 @@
+"""Architecture gradients against exact nested-tape computations (float64)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from autonet_tf.models.cnn_search import SearchNetwork
+from autonet_tf.training.architect import Architect, StatelessGradients
+from autonet_tf.training.optimizers import MomentumSGD
+
+
+@pytest.fixture
+def float64():
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx("float32")
+
+
+def _setup(order, lr=0.5):
+    model = SearchNetwork(3, init_channels=2, layers=3, steps=2, multiplier=2, seed=0,
+                          alpha_init_scale=0.5)
+    x = tf.random.stateless_normal((4, 6, 6, 1), [1, 2], dtype=tf.float64)
+    model(x)
+    opt = MomentumSGD(lr, momentum=0.9, l2=3e-4)
+    opt.build(model.weight_variables)
+    for var in model.weight_variables:  # a non-zero momentum buffer
+        buf = opt.momentum_buffer(var)
+        buf.assign(tf.random.stateless_normal(buf.shape, [3, 4], dtype=buf.dtype) * 0.1)
+
+    def batch_loss(call, batch):
+        xb, yb = batch
+        logits = call(xb)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            yb, logits, from_logits=True))
+        return loss, logits
+
+    grads = StatelessGradients(model, batch_loss, model.weight_variables,
+                               model.arch_variables)
+    # A tiny BatchNorm network is very curved: the reference's epsilon 0.01
+    # (R = 0.01 / ||v||) steps past the region where a central difference is
+    # accurate, so the math is checked with a smaller finite-difference step.
+    architect = Architect(grads, model.weight_variables, model.arch_variables, opt, order,
+                          epsilon=1e-4)
+    train = (x, tf.constant([0, 1, 2, 1]))
+    val = (tf.random.stateless_normal((4, 6, 6, 1), [5, 6], dtype=tf.float64),
+           tf.constant([2, 0, 1, 1]))
+    return model, opt, grads, architect, train, val
+
+
+def _exact_unrolled_gradient(grads, architect, opt, train, val):
+    """d/da L_val(w'(a), a) with w'(a) = w - xi (m buf + grad_w L_train(w, a) + wd w)."""
+    weights, alphas = architect.values()
+    xi = tf.cast(opt.learning_rate, tf.float64)
+    with tf.GradientTape() as outer:
+        outer.watch(alphas)
+        with tf.GradientTape() as inner:
+            inner.watch(weights)
+            loss_t, _, _ = grads.loss(weights, alphas, train)
+        g_w = inner.gradient(loss_t, weights)
+        unrolled = [w - xi * (opt.momentum * tf.convert_to_tensor(opt.momentum_buffer(v))
+                              + g + opt.l2 * w)
+                    for v, w, g in zip(architect.weight_variables, weights, g_w)]
+        loss_v, _, _ = grads.loss(unrolled, alphas, val)
+    return outer.gradient(loss_v, alphas)
+
+
+def _rel_err(a, b):
+    a = np.concatenate([np.ravel(t) for t in a])
+    b = np.concatenate([np.ravel(t) for t in b])
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def test_second_order_matches_exact_unrolled_gradient(float64):
+    model, opt, grads, architect, train, val = _setup("second")
+    _, approx = architect.gradients(train, val)
+    exact = _exact_unrolled_gradient(grads, architect, opt, train, val)
+    assert _rel_err(approx, exact) < 1e-4
+    # The Hessian term matters here: the first-order gradient is far off.
+    _, first = Architect(grads, architect.weight_variables, architect.arch_variables, opt,
+                         "first").gradients(train, val)
+    assert _rel_err(first, exact) > 1e-2
+
+
+def test_finite_difference_hvp_matches_nested_tapes(float64):
+    model, opt, grads, architect, train, val = _setup("second")
+    weights, alphas = architect.values()
+    vector = [tf.random.stateless_normal(w.shape, [7, i], dtype=w.dtype)
+              for i, w in enumerate(weights)]
+    approx = architect.hessian_vector_product(weights, alphas, vector, train)
+    with tf.GradientTape() as outer:
+        outer.watch(alphas)
+        with tf.GradientTape() as inner:
+            inner.watch(weights)
+            loss, _, _ = grads.loss(weights, alphas, train)
+        g_w = inner.gradient(loss, weights)
+        dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(g_w, vector)])
+    exact = outer.gradient(dot, alphas)
+    assert _rel_err(approx, exact) < 1e-4
+
+
+def test_first_order_is_grad_alpha_of_validation_loss():
+    model, opt, grads, architect, train, val = _setup("first")
+    loss, approx = architect.gradients(train, val)
+    with tf.GradientTape() as tape:
+        logits = model(val[0], training=True)
+        expected_loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            val[1], logits, from_logits=True))
+    exact = tape.gradient(expected_loss, model.arch_variables)
+    np.testing.assert_allclose(float(loss), float(expected_loss), rtol=1e-5)
+    assert _rel_err(approx, exact) < 1e-5
+
+
+def test_architect_passes_leave_weights_and_batchnorm_statistics_untouched(float64):
+    model, opt, grads, architect, train, val = _setup("second")
+    before = [np.array(v) for v in model.variables]
+    architect.gradients(train, val)
+    after = [np.array(v) for v in model.variables]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_momentum_sgd_follows_pytorch_rule():
+    var = tf.Variable([1.0, -2.0])
+    opt = MomentumSGD(0.1, momentum=0.9, l2=0.01)
+    buf = np.zeros(2)
+    w = np.array([1.0, -2.0])
+    for g, lr in [([0.5, 0.5], 0.1), ([1.0, -1.0], 0.05)]:
+        opt.learning_rate.assign(lr)
+        opt.apply([tf.constant(g)], [var])
+        buf = 0.9 * buf + (np.array(g) + 0.01 * w)
+        w = w - lr * buf
+    np.testing.assert_allclose(var.numpy(), w, rtol=1e-6)
