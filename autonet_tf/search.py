@@ -53,10 +53,10 @@ def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = N
     if strategy is None:
         strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
     chief = is_chief(strategy)
+    trainer = SearchTrainer(config, dataset, strategy)  # validates sizes; writes nothing
     run_dir.prepare(config.model_dir)
     if chief:
         run_dir.write_json(os.path.join(config.model_dir, "config.json"), config.to_dict())
-    trainer = SearchTrainer(config, dataset, strategy)
     genotype = trainer.search()
     pictures, warnings = [], []
     if chief:

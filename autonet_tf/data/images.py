@@ -124,17 +124,26 @@ def _tfds(name: str, data_dir: str | None) -> ImageDataset:
         raise UserInputError(f"--data_dir={data_dir!r} does not exist; {hint}")
     try:
         splits, info = tfds.load(name, split=["train", "test"], data_dir=data_dir,
-                                 download=False, as_supervised=True, batch_size=-1,
-                                 with_info=True)
+                                 download=False, as_supervised=True, with_info=True)
     except AssertionError:
         where = data_dir or "the default tfds directory (~/tensorflow_datasets)"
         raise UserInputError(f"--dataset={name}: not prepared in {where}; {hint}") from None
-    (x_train, y_train), (x_test, y_test) = (tfds.as_numpy(s) for s in splits)
+    (x_train, y_train), (x_test, y_test) = (_to_numpy(tfds, s) for s in splits)
     label = info.features["label"]
     names = list(label.names) if getattr(label, "names", None) else [
         str(i) for i in range(label.num_classes)]
     return _finish(name, x_train.astype(np.uint8), y_train, x_test.astype(np.uint8), y_test,
                    names, natural=name in NATURAL_IMAGES)
+
+
+def _to_numpy(tfds, split):
+    images, labels = [], []
+    for x, y in tfds.as_numpy(split.batch(4096)):
+        images.append(x)
+        labels.append(y)
+    if not images:
+        raise UserInputError("a tfds split is empty")
+    return np.concatenate(images), np.concatenate(labels)
 
 
 NPZ_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "test_images",

@@ -57,7 +57,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         super().__init__(synchronized=synchronized, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
-        if self.synchronized or self.axis not in (-1, len(inputs.shape) - 1):
+        if self.axis not in (-1, len(inputs.shape) - 1):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         scale = (tf.convert_to_tensor(self.gamma) if self.scale
@@ -67,22 +67,30 @@ class BatchNorm(keras.layers.BatchNormalization):
         moving_mean = tf.convert_to_tensor(self.moving_mean)
         moving_variance = tf.convert_to_tensor(self.moving_variance)
         train = bool(training) and self.trainable
-        if len(inputs.shape) != 4 or inputs.dtype == tf.float64:
-            # Explicit moments (no stop_gradient, unlike Keras), so nested
-            # tapes give exact second derivatives; the fused kernel has no
-            # float64.
+        fused = len(inputs.shape) == 4 and inputs.dtype != tf.float64
+        if (train and self.synchronized) or not fused:
+            # Explicit moments: no stop_gradient (unlike Keras), so nested
+            # tapes give exact second derivatives; statistics over the global
+            # batch when synchronised; the fused kernel has no float64.
             if train:
                 axes = list(range(len(inputs.shape) - 1))
-                mean = tf.reduce_mean(inputs, axes)
-                variance = tf.reduce_mean(tf.square(inputs - mean), axes)
-                count = tf.cast(tf.size(inputs) // channels, inputs.dtype)
-                unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+                count = tf.cast(tf.size(inputs) // channels, tf.float32)
+                if self.synchronized:
+                    ctx = tf.distribute.get_replica_context()
+                    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+                    mean, variance = keras.ops.moments(inputs, axes, synchronized=True)
+                    count = count * replicas
+                else:
+                    mean = tf.reduce_mean(inputs, axes)
+                    variance = tf.reduce_mean(tf.square(inputs - mean), axes)
+                unbiased = variance * tf.cast(count / tf.maximum(count - 1.0, 1.0),
+                                              variance.dtype)
                 self._update_moving(mean, unbiased)
             else:
                 mean, variance = moving_mean, moving_variance
             return tf.nn.batch_normalization(
-                inputs, mean, variance, tf.cast(offset, inputs.dtype),
-                tf.cast(scale, inputs.dtype), self.epsilon)
+                inputs, tf.cast(mean, inputs.dtype), tf.cast(variance, inputs.dtype),
+                tf.cast(offset, inputs.dtype), tf.cast(scale, inputs.dtype), self.epsilon)
         if train:
             # With exponential_avg_factor the fused op returns the updated
             # moving statistics (PyTorch semantics: unbiased batch variance).

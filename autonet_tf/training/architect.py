@@ -55,10 +55,14 @@ class StatelessGradients:
         ``call(*inputs)`` returns the model outputs.
       weight_variables, arch_variables: the two disjoint variable lists.
       jit_compile: compile the pass with XLA.
+      traced_once: wrap the pass in its own ``tf.function``. Must be False
+        when the model synchronises across replicas inside the pass
+        (synchronised BatchNorm under a multi-replica strategy): a nested
+        ``tf.function`` cannot contain a cross-replica ``merge_call``.
     """
 
     def __init__(self, model, batch_loss: Callable, weight_variables, arch_variables,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, traced_once: bool = True):
         slots = {}
         for i, v in enumerate(weight_variables):
             slots[id(v)] = ("w", i)
@@ -70,7 +74,8 @@ class StatelessGradients:
         self._order = [slots[id(v)] for v in model.trainable_variables]
         self.model = model
         self.batch_loss = batch_loss
-        self._fn = tf.function(self._compute, jit_compile=jit_compile, autograph=False)
+        self._fn = (tf.function(self._compute, jit_compile=jit_compile, autograph=False)
+                    if traced_once else self._compute)
 
     def loss(self, weights, alphas, batch, non_trainable=None):
         """(loss, outputs, updated non-trainable values) at the given tensors."""

@@ -129,9 +129,9 @@ class SearchTrainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                              name="step_in_epoch")
-        self.gradients = StatelessGradients(self.model, self._batch_loss,
-                                            self.weight_variables, self.arch_variables,
-                                            jit_compile=config.jit_compile)
+        self.gradients = StatelessGradients(
+            self.model, self._batch_loss, self.weight_variables, self.arch_variables,
+            jit_compile=config.jit_compile, traced_once=not self.model.sync_bn)
         self.architect = Architect(self.gradients, self.weight_variables,
                                    self.arch_variables, self.weight_optimizer,
                                    config.order, config.unrolled_epsilon)
@@ -266,13 +266,13 @@ class SearchTrainer:
         run_dir.write_text(os.path.join(d, "history.jsonl"),
                            "".join(json.dumps(h) + "\n" for h in history))
 
-    def _read_history(self, before_epoch):
+    def _read_history(self, completed_epochs):
         path = os.path.join(self.config.model_dir, "history.jsonl")
         if not os.path.exists(path):
             return []
         with open(path, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
-        return [r for r in rows if r["epoch"] < before_epoch]
+        return [r for r in rows if r["epoch"] <= completed_epochs]
 
     # ------------------------------------------------------------------- loop
     def restore(self) -> tuple[int, int]:

@@ -1,0 +1,43 @@
+"""The search step under MirroredStrategy on 2 logical CPUs equals one device."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from autonet_tf.configs import SearchConfig
+from autonet_tf.data import images
+from autonet_tf.training.search_trainer import SearchTrainer
+
+
+def _train(strategy, order, tmp_path, steps=2):
+    config = SearchConfig(model_dir=str(tmp_path), order=order, epochs=1, batch_size=16,
+                          layers=3, init_channels=4, steps=2, multiplier=2,
+                          max_steps_per_epoch=steps, progress=False, seed=5)
+    data = images.load(config.data, config.seed)
+    trainer = SearchTrainer(config, data, strategy)
+    trainer.weight_optimizer.learning_rate.assign(config.learning_rate)
+    train_it = iter(trainer._batches(trainer.weight_split, 0))
+    val_it = iter(trainer._batches(trainer.arch_split, 0, salt=1))
+    for _ in range(steps):
+        trainer.train_step(train_it, val_it)
+    return trainer
+
+
+@pytest.mark.parametrize("order", ["first"])
+def test_mirrored_search_step_matches_single_device(order, tmp_path):
+    single = _train(tf.distribute.get_strategy(), order, tmp_path / "one")
+    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = _train(mirrored_strategy, order, tmp_path / "two")
+    assert mirrored.replicas == 2
+    for a, b in zip(single.arch_variables, mirrored.arch_variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
+    moved = 0
+    for a, b in zip(single.model.variables, mirrored.model.variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=2e-5)
+        # Every copy of a mirrored variable is identical on both replicas.
+        copies = mirrored_strategy.experimental_local_results(b.value)
+        assert len(copies) == 2
+        np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
+    # The alphas really moved (two Adam steps), so the comparison means something.
+    assert np.abs(np.asarray(single.arch_variables[0])).max() > 0
+    assert single.arch_optimizer.iterations.numpy() == 2

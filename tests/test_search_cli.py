@@ -1,0 +1,151 @@
+"""bin/search.py end to end: outputs, resume after a kill, tfds mock data, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from autonet_tf.search_space.genotypes import Genotype
+from conftest import ROOT, assert_one_line_error, run_bin
+
+TINY = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
+        "--checkpoint_every=1"]
+
+
+def _assert_run_dir(d, epochs):
+    config = json.load(open(os.path.join(d, "config.json")))
+    assert config["epochs"] == epochs and config["layers"] == 2
+    genotype = Genotype.from_json(open(os.path.join(d, "genotype.json")).read())
+    for e in range(1, epochs + 1):
+        assert Genotype.from_json(open(os.path.join(d, "genotypes", f"epoch_{e:03d}.json")).read())
+        alphas = json.load(open(os.path.join(d, "alphas", f"epoch_{e:03d}.json")))
+        rows = np.asarray(alphas["normal"])
+        assert rows.shape == (14, 8)
+        np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-4)
+    last = Genotype.from_json(open(os.path.join(d, "genotypes", f"epoch_{epochs:03d}.json")).read())
+    assert last == genotype
+    history = [json.loads(l) for l in open(os.path.join(d, "history.jsonl"))]
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
+    assert all(np.isfinite(h["train_loss"]) for h in history)
+    pictures = [f for f in os.listdir(d) if f.startswith("genotype_normal.")]
+    assert pictures and pictures[0].split(".")[-1] in ("png", "dot")
+    events = [f for f in os.listdir(os.path.join(d, "logs", "train")) if "tfevents" in f]
+    assert events
+    assert any(f.startswith("ckpt-") for f in os.listdir(os.path.join(d, "checkpoints")))
+    return history
+
+
+def _scalar_tags(logdir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(logdir, size_guidance={"tensors": 0})
+    acc.Reload()
+    return set(acc.Tags()["tensors"])
+
+
+def test_search_on_embedded_digits_writes_every_output(tmp_path):
+    d = str(tmp_path / "run")
+    proc = run_bin("search.py", f"--model_dir={d}", "--epochs=2", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Final genotype: Genotype(normal=" in proc.stdout
+    assert "Epoch 2/2" in proc.stdout
+    _assert_run_dir(d, 2)
+    tags = _scalar_tags(os.path.join(d, "logs", "train"))
+    assert {"epoch_loss", "epoch_accuracy", "learning_rate", "arch_learning_rate",
+            "alpha_normal/sep_conv_3x3", "alpha_reduce/max_pool_3x3"} <= tags
+    assert "epoch_loss" in _scalar_tags(os.path.join(d, "logs", "val"))
+
+
+def test_killed_search_resumes_from_its_checkpoint(tmp_path):
+    d = str(tmp_path / "run")
+    args = [sys.executable, os.path.join(ROOT, "bin", "search.py"), f"--model_dir={d}",
+            "--epochs=3", *TINY]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            cwd=ROOT)
+    # 2 steps per epoch, a checkpoint every step: ckpt-3 is epoch 2, step 1.
+    marker = os.path.join(d, "checkpoints", "ckpt-3.index")
+    deadline = time.time() + 600
+    while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "search ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(os.path.join(d, "genotype.json"))
+    resumed = run_bin("search.py", f"--model_dir={d}", "--epochs=3", *TINY)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from checkpoint" in resumed.stdout
+    assert "Epoch 1/3" not in resumed.stdout
+    _assert_run_dir(d, 3)
+
+
+def test_search_on_tfds_mock_cifar10(tmp_path):
+    d = str(tmp_path / "run")
+    code = (
+        "import runpy, sys\n"
+        "import tensorflow_datasets as tfds\n"
+        f"sys.argv = ['search.py', '--dataset=cifar10', '--model_dir={d}', '--epochs=1', "
+        + ", ".join(repr(a) for a in TINY) + "]\n"
+        "with tfds.testing.mock_data(num_examples=80):\n"
+        f"    runpy.run_path({os.path.join(ROOT, 'bin', 'search.py')!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_run_dir(d, 1)
+    config = json.load(open(os.path.join(d, "config.json")))
+    assert config["data"]["dataset"] == "cifar10"
+
+
+def _npz(path, **overrides):
+    rng = np.random.default_rng(0)
+    arrays = dict(train_images=rng.integers(0, 255, (40, 8, 8), dtype=np.uint8),
+                  train_labels=rng.integers(0, 3, (40, 1)),
+                  val_images=rng.integers(0, 255, (10, 8, 8), dtype=np.uint8),
+                  val_labels=rng.integers(0, 3, (10, 1)),
+                  test_images=rng.integers(0, 255, (10, 8, 8), dtype=np.uint8),
+                  test_labels=rng.integers(0, 3, (10, 1)))
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize("make_args, fragments", [
+    (lambda t: ["--dataset=imagenet_fake"], ["--dataset='imagenet_fake' is not a known dataset"]),
+    (lambda t: ["--dataset=cifar10", f"--data_dir={t}"], ["not prepared", "tfds build cifar10"]),
+    (lambda t: ["--epochs=0"], ["--epochs=0 is invalid", "> 0"]),
+    (lambda t: ["--order=third"], ["--order"]),
+    (lambda t: ["--train_portion=1.5"], ["--train_portion=1.5 is invalid"]),
+    (lambda t: ["--batch_size=5000"], ["--batch_size=5000 is larger than the training splits"]),
+    (lambda t: ["--layers=abc"], ["--layers"]),
+    (lambda t: [f"--dataset={_npz(t / 'm.npz', train_images=None)}"], ["missing key(s) ['train_images']"]),
+    (lambda t: [f"--dataset={(t / 'bad.npz').write_text('not a zip') and t / 'bad.npz'}"],
+     ["not a readable .npz file"]),
+    (lambda t: [f"--dataset={_npz(t / 'l.npz', train_labels=np.zeros((3, 2)))}"], ["train_labels has shape"]),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, fragments):
+    d = tmp_path / "run"
+    proc = run_bin("search.py", f"--model_dir={d}", *make_args(tmp_path))
+    assert_one_line_error(proc, *fragments)
+    assert not d.exists(), "bad input must not leave a run directory behind"
+
+
+def test_unwritable_model_dir_and_bad_image_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_bin("search.py", f"--model_dir={blocker}/run")
+    assert_one_line_error(proc, "is not a directory")
+    folder = tmp_path / "images"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(folder / "a" / "ok.png")
+    (folder / "b" / "broken.png").write_bytes(b"not an image")
+    proc = run_bin("search.py", f"--dataset={folder}", f"--model_dir={tmp_path / 'run'}")
+    assert_one_line_error(proc, "cannot read image", "broken.png")
+    assert not (tmp_path / "run").exists()
