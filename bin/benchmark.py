@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Times one DARTS search iteration (architecture step + weight step).
+
+    python bin/benchmark.py --batch_size=64 --order=first
+    python bin/benchmark.py --batch_size=16 --order=second --iterations=5
+
+Builds the CIFAR-10 supernet (default: 8 cells, C=16, 32x32x3 inputs, 10
+classes), feeds random batches, runs --warmup iterations (the first one
+traces and compiles), then times --iterations and prints one JSON line:
+median/min seconds per iteration, the compile time, and peak memory (host
+RSS high-water mark; on a GPU also the device's peak).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from autonet_tf import cli  # noqa: E402
+
+flags.DEFINE_integer("batch_size", 64, "Global batch size.")
+flags.DEFINE_enum("order", "first", ["first", "second"], "Architecture gradient order.")
+flags.DEFINE_integer("layers", 8, "Cells.")
+flags.DEFINE_integer("init_channels", 16, "Initial channels.")
+flags.DEFINE_integer("image_size", 32, "Input height and width.")
+flags.DEFINE_integer("iterations", 5, "Timed iterations.")
+flags.DEFINE_integer("warmup", 2, "Untimed iterations (the first compiles).")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
+flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored"], "Strategy.")
+flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import json
+    import platform
+    import resource
+    import statistics
+    import time
+
+    from autonet_tf.distribute.strategy import create_strategy, prepare_devices
+
+    prepare_devices(FLAGS.strategy, FLAGS.num_devices)
+    import numpy as np
+    import tensorflow as tf
+
+    from autonet_tf.configs import SearchConfig
+    from autonet_tf.data.images import ImageDataset
+    from autonet_tf.training.search_trainer import SearchTrainer
+
+    for name in ("batch_size", "iterations", "layers", "init_channels", "image_size"):
+        if FLAGS[name].value <= 0:
+            cli.fail(f"--{name}={FLAGS[name].value} is invalid: expected an integer > 0")
+    n = FLAGS.batch_size * 2 * (FLAGS.iterations + FLAGS.warmup)
+    rng = np.random.default_rng(0)
+    size = FLAGS.image_size
+    x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    data = ImageDataset("random", x, y, x[:8], y[:8], [str(i) for i in range(10)],
+                        (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    config = SearchConfig(model_dir="/tmp/autonet_benchmark_unused", order=FLAGS.order,
+                          batch_size=FLAGS.batch_size, layers=FLAGS.layers,
+                          init_channels=FLAGS.init_channels, jit_compile=FLAGS.jit_compile,
+                          strategy=FLAGS.strategy, num_devices=FLAGS.num_devices,
+                          progress=False)
+    config.validate()
+    strategy = create_strategy(config.strategy, config.num_devices)
+    trainer = SearchTrainer(config, data, strategy)
+    train_it = iter(trainer._batches(trainer.weight_split, 0))
+    val_it = iter(trainer._batches(trainer.arch_split, 0, salt=1))
+    times = []
+    for i in range(FLAGS.warmup + FLAGS.iterations):
+        start = time.perf_counter()
+        out = trainer.train_step(train_it, val_it)
+        float(out["loss"])  # wait for the step
+        times.append(time.perf_counter() - start)
+    timed = times[FLAGS.warmup:]
+    gpus = tf.config.list_physical_devices("GPU")
+    result = {
+        "benchmark": "darts_search_iteration",
+        "order": FLAGS.order, "batch_size": FLAGS.batch_size, "layers": FLAGS.layers,
+        "init_channels": FLAGS.init_channels, "image_size": size,
+        "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
+        "replicas": trainer.replicas,
+        "median_s": round(statistics.median(timed), 4), "min_s": round(min(timed), 4),
+        "first_iteration_s": round(times[0], 2),
+        "peak_host_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "device": gpus[0].name if gpus else platform.processor() or "cpu",
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+    }
+    if gpus:
+        info = tf.config.experimental.get_memory_info("GPU:0")
+        result["peak_gpu_gb"] = round(info["peak"] / 2**30, 3)
+        result["device"] = tf.config.experimental.get_device_details(gpus[0]).get(
+            "device_name", "gpu")
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)
