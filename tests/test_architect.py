@@ -13,8 +13,10 @@ from autonet_tf.training.optimizers import MomentumSGD
 @pytest.fixture
 def float64():
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
     keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
 
 
 def _setup(order, lr=0.5):
