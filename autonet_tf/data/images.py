@@ -128,7 +128,8 @@ def _tfds(name: str, data_dir: str | None) -> ImageDataset:
     except AssertionError:
         where = data_dir or "the default tfds directory (~/tensorflow_datasets)"
         raise UserInputError(f"--dataset={name}: not prepared in {where}; {hint}") from None
-    (x_train, y_train), (x_test, y_test) = (_to_numpy(tfds, s) for s in splits)
+    (x_train, y_train), (x_test, y_test) = (_to_numpy(tfds, s, name, split_name)
+                                            for s, split_name in zip(splits, ("train", "test")))
     label = info.features["label"]
     names = list(label.names) if getattr(label, "names", None) else [
         str(i) for i in range(label.num_classes)]
@@ -136,13 +137,13 @@ def _tfds(name: str, data_dir: str | None) -> ImageDataset:
                    names, natural=name in NATURAL_IMAGES)
 
 
-def _to_numpy(tfds, split):
+def _to_numpy(tfds, split, name: str, split_name: str):
     images, labels = [], []
     for x, y in tfds.as_numpy(split.batch(4096)):
         images.append(x)
         labels.append(y)
     if not images:
-        raise UserInputError("a tfds split is empty")
+        raise UserInputError(f"--dataset={name}: the {split_name!r} split is empty")
     return np.concatenate(images), np.concatenate(labels)
 
 

@@ -129,6 +129,10 @@ class SearchTrainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                              name="step_in_epoch")
+        if config.jit_compile and self.model.sync_bn:
+            log.warning("--jit_compile is ignored with synchronised BatchNorm on %d replicas "
+                        "(a cross-replica all-reduce cannot run inside the compiled pass)",
+                        self.replicas)
         self.gradients = StatelessGradients(
             self.model, self._batch_loss, self.weight_variables, self.arch_variables,
             jit_compile=config.jit_compile, traced_once=not self.model.sync_bn)
