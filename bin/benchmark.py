@@ -69,8 +69,7 @@ def main(argv):
     config.validate()
     strategy = create_strategy(config.strategy, config.num_devices)
     trainer = SearchTrainer(config, data, strategy)
-    train_it = iter(trainer._batches(trainer.weight_split, 0))
-    val_it = iter(trainer._batches(trainer.arch_split, 0, salt=1))
+    train_it, val_it = trainer.epoch_iterators(0)
     times = []
     for i in range(FLAGS.warmup + FLAGS.iterations):
         start = time.perf_counter()

@@ -17,8 +17,7 @@ def _train(strategy, order, tmp_path, steps=2):
     trainer = SearchTrainer(config, data, strategy)
     trainer.initial_alphas = [np.array(v) for v in trainer.arch_variables]
     trainer.weight_optimizer.learning_rate.assign(config.learning_rate)
-    train_it = iter(trainer._batches(trainer.weight_split, 0))
-    val_it = iter(trainer._batches(trainer.arch_split, 0, salt=1))
+    train_it, val_it = trainer.epoch_iterators(0)
     for _ in range(steps):
         trainer.train_step(train_it, val_it)
     return trainer

@@ -1,0 +1,287 @@
+"""The epoch loop shared by every trainer (search and network training).
+
+:class:`EpochLoop` owns what does not depend on the model: the strategy,
+deterministic distributed batches, one ``tf.train.Checkpoint`` with a
+``CheckpointManager`` (mid-epoch checkpoints, resume after any kill),
+TensorBoard writers, ``history.jsonl``, a Keras progress bar per epoch and
+the stop on a non-finite loss. A trainer subclass supplies
+
+* ``epoch_iterators(epoch, skip)``: the iterators ``train_step`` takes;
+* ``train_step(*iterators)``: a ``tf.function`` returning summed metrics,
+  at least ``loss`` and ``correct`` (plus anything else to average);
+* ``begin_epoch(epoch)``: sets per-epoch values (learning rate, ...) and
+  returns them as a dict for the log line;
+* ``end_epoch(epoch, record)``: evaluates, writes epoch outputs and returns
+  the extra fields of the epoch's history record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from autonet_tf.data import pipeline
+from autonet_tf.distribute.strategy import is_chief
+from autonet_tf.errors import TrainingDiverged, UserInputError
+from autonet_tf.training import run_dir
+
+log = logging.getLogger("autonet_tf")
+
+
+def check_resumable(model_dir: str, new: dict, structural, kind: str) -> None:
+    """Rejects a ``model_dir`` whose ``config.json`` holds a different model or dataset.
+
+    Args:
+      model_dir: the run directory.
+      new: the new config as a dict (``config.to_dict()``).
+      structural: keys that define the model and must match to resume.
+      kind: what the run is ("search", "training") for the message.
+    """
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    try:
+        old = run_dir.read_json(path)
+    except (OSError, json.JSONDecodeError):
+        return
+    for key in structural:
+        if key in old and old[key] != new.get(key):
+            raise UserInputError(
+                f"--model_dir={model_dir!r} holds a {kind} with {key}={old[key]!r}, not "
+                f"{new.get(key)!r}; use a new --model_dir to start a different {kind}")
+    old_ds = old.get("data", {}).get("dataset")
+    new_ds = new.get("data", {}).get("dataset")
+    if old_ds is not None and old_ds != new_ds:
+        raise UserInputError(
+            f"--model_dir={model_dir!r} holds a {kind} on dataset {old_ds!r}, not "
+            f"{new_ds!r}; use a new --model_dir")
+
+
+def sparse_ce(labels, logits):
+    """Per-example cross entropy from logits."""
+    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+def count_correct(labels, logits):
+    return tf.reduce_sum(tf.cast(
+        tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
+
+
+def apply_summed(optimizer, summed_grads, variables, replicas: int) -> None:
+    """Applies gradients already summed over replicas with a Keras optimizer.
+
+    Keras optimizers sum gradients across replicas themselves, so each
+    replica hands over its share ``summed / replicas``.
+    """
+    grads = summed_grads if replicas == 1 else [g * (1.0 / replicas) for g in summed_grads]
+    optimizer.apply(grads, variables)
+
+
+class EpochLoop:
+    """Checkpointed, logged epoch loop; see the module docstring.
+
+    Subclasses call ``_init_loop`` once the model and optimizers exist.
+    """
+
+    #: per-step metrics averaged over the epoch besides loss/accuracy
+    extra_metrics: tuple[str, ...] = ()
+
+    def _init_strategy(self, strategy, batch_size: int, strategy_name: str):
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.chief = is_chief(self.strategy)
+        self.batch_size = batch_size
+        if batch_size % self.replicas:
+            raise UserInputError(
+                f"--batch_size={batch_size} must be divisible by the "
+                f"{self.replicas} replicas of --strategy={strategy_name}")
+
+    def _init_loop(self, model_dir: str, epochs: int, steps_per_epoch: int, seed: int,
+                   checkpoint_every: int, log_every: int, progress: bool, **trackables):
+        self.model_dir = model_dir
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+        self.checkpoint_every = checkpoint_every
+        self.log_every = log_every
+        self.progress = progress
+        with self.strategy.scope():
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                             name="step_in_epoch")
+        self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, step_in_epoch=self.step_in_epoch,
+                                              **trackables)
+        ckpt_dir = os.path.join(model_dir, "checkpoints")
+        if not self.chief:  # workers save to a scratch place, as tf.distribute expects
+            task = self.strategy.cluster_resolver.task_id
+            ckpt_dir = os.path.join(model_dir, ".workers", f"worker_{task}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
+        self._writers = None
+
+    # ------------------------------------------------------------------- data
+    def distributed_batches(self, x, y, epoch: int, *, skip: int = 0, shuffle: bool = True,
+                            drop_remainder: bool = True, salt: int = 0,
+                            augment: bool = False, cutout_length: int = 0, mean, std):
+        """A distributed ``tf.data`` epoch, deterministic in (seed, salt, epoch)."""
+        ds = pipeline.image_batches(
+            x, y, self.batch_size, mean=mean, std=std, seed=self.seed * 1000 + salt,
+            epoch=epoch, shuffle=shuffle, augment=augment and shuffle,
+            cutout_length=cutout_length if shuffle else 0, skip_batches=skip,
+            drop_remainder=drop_remainder)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(ds.with_options(options))
+
+    def reduce_sum(self, outputs: dict) -> dict:
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in outputs.items()}
+
+    def evaluate_batches(self, eval_step, make_dataset, count: int) -> dict:
+        """Mean loss and accuracy of ``eval_step`` over ``count`` examples."""
+        totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+        iterator = iter(make_dataset())
+        # The iterator (not its batches) is the tf.function argument, so the
+        # last partial batch does not trigger a second trace.
+        for _ in range(math.ceil(count / self.batch_size)):
+            for k, v in eval_step(iterator).items():
+                totals[k] += float(v)
+        n = max(totals["count"], 1.0)
+        return {"loss": totals["loss"] / n, "accuracy": totals["correct"] / n}
+
+    # ---------------------------------------------------------------- outputs
+    def writer(self, name: str):
+        """The TensorBoard writer of ``logs/<name>`` (train, val, ...)."""
+        if self._writers is None:
+            self._writers = {}
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(
+                os.path.join(self.model_dir, "logs", name))
+        return self._writers[name]
+
+    def flush_writers(self):
+        for w in (self._writers or {}).values():
+            w.flush()
+
+    def _read_history(self, completed_epochs):
+        path = os.path.join(self.model_dir, "history.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        return [r for r in rows if r["epoch"] <= completed_epochs]
+
+    def _write_history(self, record: dict, history: list):
+        history[:] = [h for h in history if h["epoch"] < record["epoch"]] + [record]
+        run_dir.write_text(os.path.join(self.model_dir, "history.jsonl"),
+                           "".join(json.dumps(h) + "\n" for h in history))
+
+    # ------------------------------------------------------------------- loop
+    def restore(self) -> tuple[int, int]:
+        """Restores the latest checkpoint if any; returns (epoch, step in epoch)."""
+        self.manager.restore_or_initialize()
+        return int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
+
+    def _save(self, epoch, step):
+        self.epoch.assign(epoch)
+        self.step_in_epoch.assign(step)
+        self.manager.save(checkpoint_number=epoch * self.steps_per_epoch + step)
+
+    def _log_step(self, out: dict, global_step: int):
+        with self.writer("train").as_default(step=global_step):
+            tf.summary.scalar("loss", out["loss"])
+            tf.summary.scalar("accuracy", out["correct"] / self.batch_size)
+            for k in self.extra_metrics:
+                tf.summary.scalar(k, out[k])
+
+    def run_epochs(self) -> list[dict]:
+        """Runs (or resumes) every epoch; returns the history records."""
+        start_epoch, start_step = self.restore()
+        if (start_epoch, start_step) != (0, 0):
+            log.info("Resuming from epoch %d, step %d (%s)", start_epoch, start_step,
+                     self.manager.latest_checkpoint)
+            if self.chief:
+                print(f"Resuming from checkpoint: epoch {start_epoch + 1}, step {start_step}",
+                      flush=True)
+        history = self._read_history(start_epoch) if self.chief else []
+        averaged = ("loss",) + tuple(self.extra_metrics)
+        for epoch in range(start_epoch, self.epochs):
+            settings = self.begin_epoch(epoch)
+            skip = start_step if epoch == start_epoch else 0
+            iterators = self.epoch_iterators(epoch, skip)
+            bar = None
+            if self.progress and self.chief:
+                shown = ", ".join(f"{k} {v:.5g}" for k, v in settings.items())
+                print(f"Epoch {epoch + 1}/{self.epochs} ({shown})", flush=True)
+                bar = keras.utils.Progbar(self.steps_per_epoch,
+                                          stateful_metrics=("acc",) + averaged)
+                if skip:
+                    bar.update(skip)
+            sums = dict.fromkeys(averaged + ("correct",), 0.0)
+            started = time.time()
+            for step in range(skip, self.steps_per_epoch):
+                out = {k: float(v) for k, v in self.train_step(*iterators).items()}
+                bad = [k for k in averaged if k.endswith("loss") and not math.isfinite(out[k])]
+                if bad:
+                    raise TrainingDiverged(
+                        f"{bad[0]} became {out[bad[0]]} at epoch {epoch + 1} step {step + 1}; "
+                        f"stopped, the last good checkpoint "
+                        f"{self.manager.latest_checkpoint} was kept")
+                for k in sums:
+                    sums[k] += out[k]
+                done = step + 1 - skip
+                global_step = epoch * self.steps_per_epoch + step + 1
+                if bar is not None:
+                    bar.update(step + 1, [("loss", sums["loss"] / done),
+                                          ("acc", sums["correct"] / (done * self.batch_size))]
+                               + [(k, sums[k] / done) for k in self.extra_metrics])
+                if self.chief and global_step % self.log_every == 0:
+                    self._log_step(out, global_step)
+                if step + 1 < self.steps_per_epoch and (step + 1) % self.checkpoint_every == 0:
+                    self._save(epoch, step + 1)
+            done = max(self.steps_per_epoch - skip, 1)
+            record = {"epoch": epoch + 1, "train_loss": sums["loss"] / done,
+                      "train_accuracy": sums["correct"] / (done * self.batch_size)}
+            record.update({k: sums[k] / done for k in self.extra_metrics})
+            record.update(settings)
+            global_step = (epoch + 1) * self.steps_per_epoch
+            record.update(self.end_epoch(epoch, global_step))
+            record["seconds"] = round(time.time() - started, 3)
+            if self.chief:
+                with self.writer("train").as_default(step=global_step):
+                    tf.summary.scalar("epoch_loss", record["train_loss"])
+                    tf.summary.scalar("epoch_accuracy", record["train_accuracy"])
+                    for k, v in settings.items():
+                        tf.summary.scalar(k, v)
+                with self.writer("val").as_default(step=global_step):
+                    tf.summary.scalar("epoch_loss", record["val_loss"])
+                    tf.summary.scalar("epoch_accuracy", record["val_accuracy"])
+                self.flush_writers()
+                self._write_history(record, history)
+                self.write_epoch_outputs(epoch + 1, record)
+                print(f"  {self.describe_epoch(record)}", flush=True)
+            self._save(epoch + 1, 0)
+        return history
+
+    # ------------------------------------------------------------------ hooks
+    def begin_epoch(self, epoch: int) -> dict:
+        raise NotImplementedError
+
+    def epoch_iterators(self, epoch: int, skip: int) -> tuple:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int, global_step: int) -> dict:
+        """Returns at least ``val_loss`` and ``val_accuracy``."""
+        raise NotImplementedError
+
+    def write_epoch_outputs(self, epoch: int, record: dict) -> None:
+        """Chief only: files written after each epoch (besides history.jsonl)."""
+
+    def describe_epoch(self, record: dict) -> str:
+        return f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.4f}"
