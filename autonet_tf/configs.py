@@ -63,6 +63,20 @@ class DataConfig:
                "test_fraction", self.test_fraction, "a fraction in (0, 1)")
 
 
+def _to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def _to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _from_dict(cls, data: dict):
+    data = dict(data)
+    data["data"] = DataConfig(**data.get("data", {}))
+    return cls(**data)
+
+
 @dataclasses.dataclass
 class SearchConfig:
     """DARTS CNN search settings; defaults are the reference ``train_search.py``."""
@@ -130,14 +144,75 @@ class SearchConfig:
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
                "an integer >= 0")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    to_dict = _to_dict
+    to_json = _to_json
+    from_dict = classmethod(_from_dict)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "SearchConfig":
-        data = dict(data)
-        data["data"] = DataConfig(**data.get("data", {}))
-        return cls(**data)
+@dataclasses.dataclass
+class TrainConfig:
+    """Training a discovered network from scratch; defaults are the reference ``train.py``."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    genotype: str = "DARTS_V2"  # a published name, a genotype JSON file or inline JSON
+    model_dir: str = "runs/train"
+    network: str = "auto"  # 'cifar', 'imagenet' (224x224 stem) or 'auto' (by input size)
+    epochs: int = 600  # train.py --epochs
+    batch_size: int = 96  # train.py --batch_size
+    layers: int = 20  # train.py --layers
+    init_channels: int = 36  # train.py --init_channels
+    learning_rate: float = 0.025  # train.py --learning_rate
+    learning_rate_min: float = 0.0  # CosineAnnealingLR(eta_min=0)
+    momentum: float = 0.9  # train.py --momentum
+    weight_decay: float = 3e-4  # train.py --weight_decay
+    grad_clip: float = 5.0  # train.py --grad_clip
+    auxiliary: bool = True  # the paper's runs use --auxiliary
+    auxiliary_weight: float = 0.4  # train.py --auxiliary_weight
+    drop_path_prob: float = 0.2  # train.py --drop_path_prob (scaled by epoch / epochs)
+    cutout_length: int = 16  # the paper's runs use --cutout (length 16); 0 = off
+    seed: int = 0  # train.py --seed
+    strategy: str = "default"
+    num_devices: int | None = None
+    tpu: str | None = None
+    sync_batchnorm: bool = True
+    jit_compile: bool = False
+    checkpoint_every: int = 200
+    max_steps_per_epoch: int | None = None
+    log_every: int = 10
+    progress: bool = True
+    export: bool = True  # write export/ (SavedModel + metadata) after training
+    tflite: bool = False  # also write export/model.tflite
+
+    def validate(self) -> None:
+        self.data.validate()
+        _check(isinstance(self.genotype, str) and self.genotype.strip() != "", "genotype",
+               self.genotype, "a published name (DARTS_V1, DARTS_V2), a file or JSON")
+        _check(self.network in ("auto", "cifar", "imagenet"), "network", self.network,
+               "one of auto, cifar, imagenet")
+        for name in ("epochs", "batch_size", "layers", "init_channels", "checkpoint_every",
+                     "log_every"):
+            _positive(name, getattr(self, name))
+        _check(self.layers >= 3, "layers", self.layers,
+               "at least 3 (cells before, between and after the two reductions)")
+        for name in ("learning_rate", "grad_clip"):
+            _positive(name, getattr(self, name), integer=False)
+        for name in ("learning_rate_min", "momentum", "weight_decay", "auxiliary_weight"):
+            _non_negative(name, getattr(self, name))
+        _check(self.learning_rate_min <= self.learning_rate, "learning_rate_min",
+               self.learning_rate_min, f"at most --learning_rate ({self.learning_rate})")
+        _check(isinstance(self.drop_path_prob, (int, float)) and 0 <= self.drop_path_prob < 1,
+               "drop_path_prob", self.drop_path_prob, "a number in [0, 1)")
+        _check(isinstance(self.cutout_length, int) and self.cutout_length >= 0,
+               "cutout_length", self.cutout_length, "an integer >= 0 (0 = off)")
+        _check(self.strategy in STRATEGIES, "strategy", self.strategy,
+               f"one of {', '.join(STRATEGIES)}")
+        if self.num_devices is not None:
+            _positive("num_devices", self.num_devices)
+        if self.max_steps_per_epoch is not None:
+            _positive("max_steps_per_epoch", self.max_steps_per_epoch)
+        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
+               "an integer >= 0")
+
+    to_dict = _to_dict
+    to_json = _to_json
+    from_dict = classmethod(_from_dict)

@@ -7,8 +7,11 @@
 
 Flags left unset take the DARTS paper's values (train_search.py), except on
 the embedded 'digits' dataset, where a smaller supernet and fewer epochs make
-the whole run take minutes on 2 CPU cores. Rerunning the same command resumes
-from the last checkpoint in --model_dir.
+the whole run take minutes on 2 CPU cores. After the search the discovered
+network is trained from scratch (--train_* flags, the paper's train.py
+defaults; quick ones on digits) and exported to <model_dir>/train/export;
+--noretrain stops after the search. Rerunning the same command resumes from
+the last checkpoint of whichever stage was interrupted.
 """
 
 import os
@@ -19,14 +22,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from autonet_tf import cli  # noqa: E402
-from autonet_tf.configs import STRATEGIES, DataConfig, SearchConfig  # noqa: E402
+from autonet_tf import cli_flags  # noqa: E402
+from autonet_tf.configs import SearchConfig  # noqa: E402
 
 _D = SearchConfig()
 flags.DEFINE_enum("model", "cnn", ["cnn"], "What to search: CNN cells.")
-flags.DEFINE_string("dataset", "digits", "'digits' (embedded), a tfds name (cifar10, cifar100, "
-                    "mnist, fashion_mnist, svhn_cropped), an .npz file (MedMNIST layout) or a "
-                    "folder of class sub-folders.")
-flags.DEFINE_string("data_dir", None, "tfds data directory (datasets prepared with `tfds build`).")
 flags.DEFINE_string("model_dir", None, "Run directory (default runs/search_<dataset>).")
 flags.DEFINE_enum("order", _D.order, ["first", "second"], "Architecture gradient order.")
 flags.DEFINE_integer("epochs", _D.epochs, "Search epochs.")
@@ -43,17 +43,12 @@ flags.DEFINE_float("grad_clip", _D.grad_clip, "Global gradient-norm clip of the 
 flags.DEFINE_float("arch_learning_rate", _D.arch_learning_rate, "Adam learning rate of alphas.")
 flags.DEFINE_float("arch_weight_decay", _D.arch_weight_decay, "L2 decay of alphas.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
-flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES), "tf.distribute strategy.")
-flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored (without GPUs the "
-                     "CPU is split into this many logical devices).")
-flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
-flags.DEFINE_bool("jit_compile", False, "Compile the forward/backward pass with XLA.")
-flags.DEFINE_enum("augment", "auto", ["auto", "on", "off"],
-                  "Random crop + flip (auto: on for CIFAR).")
-flags.DEFINE_integer("image_size", None, "Resize image-folder datasets to this size.")
-flags.DEFINE_integer("max_steps_per_epoch", None, "Cap on steps per epoch (quick runs).")
-flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps between checkpoints.")
-flags.DEFINE_bool("progress", True, "Show a progress bar per epoch.")
+flags.DEFINE_bool("retrain", True, "After the search, train the discovered network from "
+                  "scratch (--train_* flags) and export it to <model_dir>/train/export; "
+                  "--noretrain stops after the search.")
+cli_flags.define_data_flags()
+cli_flags.define_runtime_flags(_D.checkpoint_every)
+cli_flags.define_train_flags(prefix="train_")
 
 FLAGS = flags.FLAGS
 
@@ -65,16 +60,14 @@ def build_config() -> SearchConfig:
     values = {name: FLAGS[name].value for name in (
         "order", "epochs", "batch_size", "layers", "init_channels", "train_portion",
         "learning_rate", "learning_rate_min", "momentum", "weight_decay", "grad_clip",
-        "arch_learning_rate", "arch_weight_decay", "seed", "strategy", "num_devices",
-        "tpu", "jit_compile", "max_steps_per_epoch", "checkpoint_every", "progress")}
+        "arch_learning_rate", "arch_weight_decay", "seed")}
+    values.update(cli_flags.runtime_values())
     if FLAGS.dataset == "digits":
         for name in cli.unset_flags(DIGITS_PRESET):
             values[name] = DIGITS_PRESET[name]
-    name = os.path.splitext(os.path.basename(os.path.normpath(FLAGS.dataset)))[0] or "data"
-    values["model_dir"] = FLAGS.model_dir or os.path.join("runs", f"search_{name}")
-    data = DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, augment=FLAGS.augment,
-                      image_size=FLAGS.image_size)
-    config = SearchConfig(data=data, **values)
+    values["model_dir"] = FLAGS.model_dir or os.path.join(
+        "runs", f"search_{cli_flags.dataset_stem()}")
+    config = SearchConfig(data=cli_flags.data_config(), **values)
     config.validate()
     return config
 
@@ -82,6 +75,11 @@ def build_config() -> SearchConfig:
 def main(argv):
     del argv
     config = build_config()
+    train_config = None
+    if FLAGS.retrain:  # validate every flag before any work starts
+        train_config = cli_flags.train_config(
+            "train_", config.data, os.path.join(config.model_dir, "train"),
+            os.path.join(config.model_dir, "genotype.json"), config.seed)
     from autonet_tf.distribute.strategy import prepare_devices
 
     prepare_devices(config.strategy, config.num_devices)
@@ -90,6 +88,17 @@ def main(argv):
     result = run_search(config)
     print(f"Final genotype: {result.genotype}")
     print(f"Run directory: {result.model_dir}")
+    if train_config is None:
+        return
+    from autonet_tf.train import run_train
+
+    print(f"Training the discovered network from scratch ({train_config.epochs} epochs)",
+          flush=True)
+    trained = run_train(train_config, genotype=result.genotype)
+    print(f"Test accuracy: {trained.test_accuracy:.4f} (loss {trained.test_loss:.4f}), "
+          f"{trained.parameters:,} parameters")
+    if trained.export_dir:
+        print(f"Exported: {trained.export_dir}")
 
 
 if __name__ == "__main__":

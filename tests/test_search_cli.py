@@ -14,7 +14,11 @@ from autonet_tf.search_space.genotypes import Genotype
 from conftest import ROOT, assert_one_line_error, run_bin
 
 TINY = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
-        "--checkpoint_every=1"]
+        "--checkpoint_every=1", "--noretrain"]
+# Retraining the discovered network after the search, tiny as well.
+TINY_RETRAIN = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
+                "--checkpoint_every=1", "--train_epochs=2", "--train_layers=3",
+                "--train_init_channels=4", "--train_batch_size=32", "--tflite"]
 
 
 def _assert_run_dir(d, epochs):
@@ -48,13 +52,28 @@ def _scalar_tags(logdir):
     return set(acc.Tags()["tensors"])
 
 
-def test_search_on_embedded_digits_writes_every_output(tmp_path):
+def test_search_on_embedded_digits_trains_and_exports_the_result(tmp_path):
     d = str(tmp_path / "run")
-    proc = run_bin("search.py", f"--model_dir={d}", "--epochs=2", *TINY)
+    proc = run_bin("search.py", f"--model_dir={d}", "--epochs=2", *TINY_RETRAIN)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Final genotype: Genotype(normal=" in proc.stdout
     assert "Epoch 2/2" in proc.stdout
     _assert_run_dir(d, 2)
+    # The discovered genotype was trained from scratch and exported.
+    searched = Genotype.from_json(open(os.path.join(d, "genotype.json")).read())
+    train = os.path.join(d, "train")
+    result = json.load(open(os.path.join(train, "result.json")))
+    assert Genotype.from_dict(result["genotype"]) == searched
+    assert result["epochs"] == 2 and 0 <= result["test_accuracy"] <= 1
+    history = [json.loads(l) for l in open(os.path.join(train, "history.jsonl"))]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[1]["drop_path_prob"] == pytest.approx(0.1)  # 0.2 * 1 / 2
+    meta = json.load(open(os.path.join(train, "export", "metadata.json")))
+    assert Genotype.from_dict(meta["genotype"]) == searched
+    assert meta["parameters"] == result["parameters"] > 0
+    assert os.path.exists(os.path.join(train, "export", "saved_model", "saved_model.pb"))
+    assert os.path.getsize(os.path.join(train, "export", "model.tflite")) > 0
+    assert f"Exported: {os.path.join(train, 'export')}" in proc.stdout
     tags = _scalar_tags(os.path.join(d, "logs", "train"))
     assert {"epoch_loss", "epoch_accuracy", "learning_rate", "arch_learning_rate",
             "alpha_normal/sep_conv_3x3", "alpha_reduce/max_pool_3x3"} <= tags
@@ -123,6 +142,8 @@ def _npz(path, **overrides):
     (lambda t: ["--train_portion=1.5"], ["--train_portion=1.5 is invalid"]),
     (lambda t: ["--batch_size=5000"], ["--batch_size=5000 is larger than the training splits"]),
     (lambda t: ["--layers=abc"], ["--layers"]),
+    (lambda t: ["--train_epochs=0"], ["--train_epochs=0 is invalid"]),
+    (lambda t: ["--drop_path_prob=1.5"], ["--drop_path_prob=1.5 is invalid"]),
     (lambda t: [f"--dataset={_npz(t / 'm.npz', train_images=None)}"], ["missing key(s) ['train_images']"]),
     (lambda t: [f"--dataset={(t / 'bad.npz').write_text('not a zip') and t / 'bad.npz'}"],
      ["not a readable .npz file"]),

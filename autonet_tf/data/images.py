@@ -78,7 +78,7 @@ def load(config: DataConfig, seed: int = 0) -> ImageDataset:
         raise UserInputError(
             f"--dataset={name!r} is not a known dataset: expected 'digits', one of "
             f"{', '.join(TFDS_DATASETS)}, an .npz file or a folder of class sub-folders")
-    _check_arrays(dataset)
+    _check_arrays(dataset, name)
     return dataset
 
 
@@ -248,12 +248,12 @@ def _folder(path: str, image_size: int | None, test_fraction: float, seed: int) 
     return _finish(name, *_split(x, y, test_fraction, seed), classes, natural=True)
 
 
-def _check_arrays(ds: ImageDataset) -> None:
+def _check_arrays(ds: ImageDataset, spec: str) -> None:
     if len(ds.x_train) < 2 or len(ds.x_test) < 1:
-        raise UserInputError(f"--dataset={ds.name!r}: too few images ({len(ds.x_train)} train, "
+        raise UserInputError(f"--dataset={spec!r}: too few images ({len(ds.x_train)} train, "
                              f"{len(ds.x_test)} test)")
     if ds.num_classes < 2:
-        raise UserInputError(f"--dataset={ds.name!r}: needs at least 2 classes")
+        raise UserInputError(f"--dataset={spec!r}: needs at least 2 classes")
     h, w, _ = ds.input_shape
     if h < 4 or w < 4:
-        raise UserInputError(f"--dataset={ds.name!r}: images are {h}x{w}; need at least 4x4")
+        raise UserInputError(f"--dataset={spec!r}: images are {h}x{w}; need at least 4x4")

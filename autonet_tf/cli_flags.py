@@ -1,0 +1,123 @@
+"""absl flag groups shared by the programs in ``bin/`` and their config builders.
+
+Each ``define_*`` function defines one group of flags (call it once per
+program); the matching builder turns the parsed flags into a config object.
+Flags a program does not define are never read.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from autonet_tf import cli
+from autonet_tf.configs import STRATEGIES, DataConfig, TrainConfig
+from autonet_tf.errors import UserInputError
+
+FLAGS = flags.FLAGS
+
+# Network-training flags that search.py also has for the search itself;
+# there they carry the prefix "train_".
+TRAIN_PREFIXED = ("epochs", "batch_size", "layers", "init_channels", "learning_rate",
+                  "learning_rate_min", "momentum", "weight_decay", "grad_clip")
+
+# Quick settings for the embedded 8x8 digits, for flags the user did not set
+# (a 20-cell, 36-channel network and 16-pixel cutout make no sense on 8x8).
+DIGITS_TRAIN_PRESET = {"epochs": 30, "batch_size": 64, "layers": 8, "init_channels": 16,
+                       "cutout_length": 0}
+
+
+def define_data_flags() -> None:
+    flags.DEFINE_string(
+        "dataset", "digits", "'digits' (embedded), a tfds name (cifar10, cifar100, mnist, "
+        "fashion_mnist, svhn_cropped), an .npz file (MedMNIST layout) or a folder of class "
+        "sub-folders.")
+    flags.DEFINE_string("data_dir", None,
+                        "tfds data directory (datasets prepared with `tfds build`).")
+    flags.DEFINE_enum("augment", "auto", ["auto", "on", "off"],
+                      "Random crop + flip (auto: on for CIFAR).")
+    flags.DEFINE_integer("image_size", None, "Resize image-folder datasets to this size.")
+
+
+def data_config() -> DataConfig:
+    return DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, augment=FLAGS.augment,
+                      image_size=FLAGS.image_size)
+
+
+def dataset_stem() -> str:
+    """A short name of --dataset for default run directories."""
+    return os.path.splitext(os.path.basename(os.path.normpath(FLAGS.dataset)))[0] or "data"
+
+
+RUNTIME = ("strategy", "num_devices", "tpu", "jit_compile", "max_steps_per_epoch",
+           "checkpoint_every", "progress")
+
+
+def define_runtime_flags(checkpoint_every: int = 200) -> None:
+    flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy.")
+    flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored (without GPUs "
+                         "the CPU is split into this many logical devices).")
+    flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
+    flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+    flags.DEFINE_integer("max_steps_per_epoch", None, "Cap on steps per epoch (quick runs).")
+    flags.DEFINE_integer("checkpoint_every", checkpoint_every, "Steps between checkpoints.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar per epoch.")
+
+
+def runtime_values() -> dict:
+    return {name: FLAGS[name].value for name in RUNTIME}
+
+
+def define_train_flags(prefix: str = "") -> None:
+    """Flags of :class:`TrainConfig`; ``prefix`` goes on the names in TRAIN_PREFIXED."""
+    d = TrainConfig()
+    p = prefix
+    flags.DEFINE_integer(p + "epochs", d.epochs, "Training epochs of the discovered network.")
+    flags.DEFINE_integer(p + "batch_size", d.batch_size, "Global training batch size.")
+    flags.DEFINE_integer(p + "layers", d.layers, "Cells of the trained network.")
+    flags.DEFINE_integer(p + "init_channels", d.init_channels,
+                         "Channels of the first cells of the trained network.")
+    flags.DEFINE_float(p + "learning_rate", d.learning_rate, "Initial learning rate (SGD).")
+    flags.DEFINE_float(p + "learning_rate_min", d.learning_rate_min, "Final cosine learning rate.")
+    flags.DEFINE_float(p + "momentum", d.momentum, "SGD momentum.")
+    flags.DEFINE_float(p + "weight_decay", d.weight_decay, "L2 weight decay.")
+    flags.DEFINE_float(p + "grad_clip", d.grad_clip, "Global gradient-norm clip.")
+    flags.DEFINE_enum("network", d.network, ["auto", "cifar", "imagenet"],
+                      "Network body: CIFAR stem, ImageNet two-stage stem (224x224), or auto "
+                      "(ImageNet stem from 128 pixels up).")
+    flags.DEFINE_bool("auxiliary", d.auxiliary, "Auxiliary head after cell 2*layers//3.")
+    flags.DEFINE_float("auxiliary_weight", d.auxiliary_weight, "Weight of the auxiliary loss.")
+    flags.DEFINE_float("drop_path_prob", d.drop_path_prob,
+                       "Drop-path probability, reached linearly at the last epoch.")
+    flags.DEFINE_integer("cutout_length", d.cutout_length, "Cutout square side (0 = off).")
+    flags.DEFINE_bool("tflite", False, "Also export a .tflite file.")
+
+
+def train_config(prefix: str, data: DataConfig, model_dir: str, genotype: str,
+                 seed: int, **overrides) -> TrainConfig:
+    """A validated TrainConfig from the flags of ``define_train_flags(prefix)``."""
+    values = {name: FLAGS[prefix + name].value for name in TRAIN_PREFIXED}
+    for name in ("network", "auxiliary", "auxiliary_weight", "drop_path_prob",
+                 "cutout_length", "tflite"):
+        values[name] = FLAGS[name].value
+    if data.dataset == "digits":
+        unset = cli.unset_flags([(prefix + n) if n in TRAIN_PREFIXED else n
+                                 for n in DIGITS_TRAIN_PRESET])
+        for name in DIGITS_TRAIN_PRESET:
+            if ((prefix + name) if name in TRAIN_PREFIXED else name) in unset:
+                values[name] = DIGITS_TRAIN_PRESET[name]
+    values.update(runtime_values())
+    values.update(overrides)
+    config = TrainConfig(data=data, model_dir=model_dir, genotype=genotype, seed=seed,
+                         **values)
+    try:
+        config.validate()
+    except UserInputError as e:
+        message = str(e)
+        if prefix:  # name the flag the user typed
+            for name in TRAIN_PREFIXED:
+                message = message.replace(f"--{name}=", f"--{prefix}{name}=")
+                message = message.replace(f"(--{name})", f"(--{prefix}{name})")
+        raise UserInputError(message) from None
+    return config

@@ -1,0 +1,192 @@
+"""Exporting a trained network: SavedModel (+ TFLite) with its metadata.
+
+Layout of an export directory::
+
+    export/
+      saved_model/                 keras.Model.export(): endpoints 'serve' and
+                                   the 'serving_default' signature
+        assets.extra/autonet_tf.json   the metadata again (marks the export as ours)
+      model.tflite                 with --tflite
+      metadata.json                genotype, classes, input spec, parameters, accuracy
+
+The serving function takes **raw images**: float32, shape ``(batch, H, W, C)``,
+pixel values in [0, 255] (cast uint8 images to float32; do not scale them).
+Normalisation with the training mean/std is inside the exported graph, and
+the output is class probabilities (softmax), shape ``(batch, num_classes)``.
+Only the discrete network is exported (inference mode: no auxiliary head,
+no drop path, BatchNorm with its moving statistics).
+
+The export is written to a temporary sibling folder and renamed into place,
+so an interrupted export never leaves a half-written directory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from autonet_tf.data import pipeline
+from autonet_tf.errors import UserInputError
+from autonet_tf.training import run_dir
+
+METADATA_NAME = "metadata.json"
+MARKER = os.path.join("assets.extra", "autonet_tf.json")
+FORMAT = "autonet_tf/image_classifier/1"
+# Ops that mean a TFLite model still reads variables instead of constants.
+VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+
+_PACKAGE = "autonet_tf"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Standardize(keras.layers.Layer):
+    """Raw [0, 255] pixels -> (x / 255 - mean) / std, exactly as in training."""
+
+    def __init__(self, mean, std, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def call(self, x):
+        return pipeline.normalize(x, self.mean, self.std)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": list(self.mean), "std": list(self.std)}
+
+
+def serving_model(network: keras.Model, input_shape, mean, std) -> keras.Model:
+    """Raw images -> probabilities, around an already trained ``network``."""
+    images = keras.Input(shape=tuple(input_shape), dtype="float32", name="images")
+    x = Standardize(mean, std, name="standardize")(images)
+    logits = network(x, training=False)
+    probabilities = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(images, probabilities, name="classifier")
+
+
+def tflite_variable_ops(path: str) -> list[str]:
+    """Names of variable ops left in a .tflite file (empty when fully frozen)."""
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=path)
+    names = {op["op_name"] for op in interpreter._get_ops_details()}
+    return sorted(n for n in names if n in VARIABLE_OPS)
+
+
+def write_tflite(saved_model_dir: str, path: str) -> None:
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    data = converter.convert()
+    with open(path, "wb") as f:
+        f.write(data)
+    left = tflite_variable_ops(path)
+    if left:
+        raise RuntimeError(f"TFLite conversion left variable ops {left} in {path}")
+
+
+def export_classifier(network: keras.Model, export_dir: str, *, input_shape, mean, std,
+                      class_names, metadata: dict, tflite: bool = False) -> dict:
+    """Writes ``export_dir`` (see the module docstring); returns the metadata written.
+
+    Args:
+      network: the trained discrete network (logits in inference mode).
+      export_dir: destination; replaced atomically if it exists.
+      input_shape: (H, W, C) of the raw images.
+      mean, std: per-channel normalisation in [0, 1] units.
+      class_names: names of the outputs, in order.
+      metadata: extra fields (genotype, parameters, accuracy, dataset, ...).
+      tflite: also write ``model.tflite``.
+    """
+    model = serving_model(network, input_shape, mean, std)
+    meta = {
+        "format": FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "input": {"name": "images", "dtype": "float32", "shape": [None, *input_shape],
+                  "range": [0, 255], "normalisation": "inside the graph",
+                  "mean": list(mean), "std": list(std)},
+        "output": {"name": "probabilities", "shape": [None, len(class_names)]},
+        "class_names": list(class_names),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        **metadata,
+    }
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".export_tmp_")
+    try:
+        saved = os.path.join(tmp, "saved_model")
+        model.export(saved, format="tf_saved_model", verbose=False)
+        if tflite:
+            write_tflite(saved, os.path.join(tmp, "model.tflite"))
+            meta["tflite"] = "model.tflite"
+        text = json.dumps(meta, indent=2) + "\n"
+        os.makedirs(os.path.join(saved, "assets.extra"), exist_ok=True)
+        for path in (os.path.join(saved, MARKER), os.path.join(tmp, METADATA_NAME)):
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        old = None
+        if os.path.exists(export_dir):
+            old = tempfile.mkdtemp(dir=parent, prefix=".export_old_")
+            os.replace(export_dir, os.path.join(old, "x"))
+        os.replace(tmp, export_dir)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+class LoadedClassifier:
+    """An exported classifier loaded with ``tf.saved_model.load`` (no Python code needed)."""
+
+    def __init__(self, saved_model_dir: str):
+        self.path = saved_model_dir
+        self.metadata = read_metadata(saved_model_dir)
+        try:
+            self.module = tf.saved_model.load(saved_model_dir)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserInputError(f"--saved_model={saved_model_dir!r} cannot be loaded: "
+                                 f"{first}") from None
+        self.input_shape = tuple(self.metadata["input"]["shape"][1:])
+        self.class_names = list(self.metadata["class_names"])
+
+    def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Probabilities for raw images (uint8 or float in [0, 255])."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            batch = tf.constant(np.asarray(images[start:start + batch_size], np.float32))
+            out.append(self.module.serve(batch).numpy())
+        if not out:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return np.concatenate(out)
+
+
+def read_metadata(saved_model_dir: str) -> dict:
+    """The metadata of an autonet_tf export; UserInputError if the folder is not one."""
+    flag = f"--saved_model={saved_model_dir!r}"
+    if not os.path.isdir(saved_model_dir):
+        raise UserInputError(f"{flag} does not exist or is not a directory")
+    if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
+        hint = ""
+        if os.path.exists(os.path.join(saved_model_dir, "saved_model", "saved_model.pb")):
+            hint = f"; did you mean {os.path.join(saved_model_dir, 'saved_model')!r}?"
+        raise UserInputError(f"{flag} is not a SavedModel (no saved_model.pb){hint}")
+    path = os.path.join(saved_model_dir, MARKER)
+    try:
+        meta = run_dir.read_json(path)
+    except (OSError, json.JSONDecodeError):
+        raise UserInputError(f"{flag} is a SavedModel but not an autonet_tf export "
+                             f"(no readable {MARKER})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserInputError(f"{flag}: {MARKER} has format "
+                             f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
+                             f"expected {FORMAT!r}")
+    return meta

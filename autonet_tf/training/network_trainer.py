@@ -1,0 +1,164 @@
+"""Training a discovered network from scratch under a tf.distribute strategy.
+
+:class:`NetworkTrainer` runs the reference ``train.py`` recipe on an
+:class:`~autonet_tf.models.cnn_eval.NetworkCIFAR` (or ImageNet) network:
+momentum SGD (PyTorch rule, coupled weight decay) with a per-epoch cosine
+learning rate, gradient-norm clip after the cross-replica sum, the auxiliary
+loss weighted by ``auxiliary_weight``, drop path ``drop_path_prob * epoch /
+epochs``, random crop + flip and cutout. After each epoch it evaluates the
+test split in inference mode. Checkpoints, resume, TensorBoard and history
+come from :class:`~autonet_tf.training.loop.EpochLoop`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from autonet_tf.configs import TrainConfig
+from autonet_tf.data.images import ImageDataset
+from autonet_tf.errors import UserInputError
+from autonet_tf.models.cnn_eval import build_network
+from autonet_tf.search_space.genotypes import Genotype
+from autonet_tf.training import loop
+from autonet_tf.training.architect import all_reduce_sum
+from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
+from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
+
+# Model-defining settings that must match to resume from a run directory.
+_STRUCTURAL = ("genotype_spec", "network", "layers", "init_channels", "auxiliary")
+
+# Smallest input the CIFAR network takes: three halvings must leave >= 1 pixel.
+_MIN_SIZE = {"cifar": 4, "imagenet": 32}
+
+
+def check_resumable(model_dir: str, config: TrainConfig, genotype: Genotype) -> None:
+    new = {**config.to_dict(), "genotype_spec": genotype.to_dict()}
+    loop.check_resumable(model_dir, new, _STRUCTURAL, "training")
+
+
+def network_kind(config: TrainConfig, input_shape) -> str:
+    """'cifar' or 'imagenet'; 'auto' picks the ImageNet stem for inputs of 128 pixels and up."""
+    kind = config.network
+    if kind == "auto":
+        kind = "imagenet" if min(input_shape[:2]) >= 128 else "cifar"
+    if min(input_shape[:2]) < _MIN_SIZE[kind]:
+        raise UserInputError(
+            f"--dataset={config.data.dataset!r}: images of {input_shape[0]}x{input_shape[1]} "
+            f"are too small for the {kind} network (at least {_MIN_SIZE[kind]}x"
+            f"{_MIN_SIZE[kind]}); use --image_size for image folders")
+    return kind
+
+
+class NetworkTrainer(EpochLoop):
+    """Trains ``genotype``'s network on ``dataset``; see the module docstring."""
+
+    def __init__(self, config: TrainConfig, genotype: Genotype, dataset: ImageDataset,
+                 strategy: tf.distribute.Strategy | None = None):
+        self.config = config
+        self.genotype = genotype
+        self.dataset = dataset
+        self._init_strategy(strategy, config.batch_size, config.strategy)
+        self.kind = network_kind(config, dataset.input_shape)
+        steps = len(dataset.x_train) // config.batch_size
+        if steps == 0:
+            raise UserInputError(
+                f"--batch_size={config.batch_size} is larger than the training split "
+                f"({len(dataset.x_train)} images)")
+        if config.max_steps_per_epoch:
+            steps = min(steps, config.max_steps_per_epoch)
+        self.augment = {"on": True, "off": False}.get(config.data.augment, dataset.natural)
+        self.extra_metrics = ("aux_loss",) if config.auxiliary else ()
+        self.extra_metrics += ("grad_norm",)
+
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self.model = build_network(
+                self.kind, genotype, dataset.num_classes, dataset.input_shape,
+                init_channels=config.init_channels, layers=config.layers,
+                auxiliary=config.auxiliary, sync_bn=config.sync_batchnorm and self.replicas > 1,
+                name=f"network_{self.kind}")
+            self.optimizer = MomentumSGD(config.learning_rate, config.momentum,
+                                         l2=config.weight_decay)
+            self.optimizer.build(self.model.trainable_variables)
+        self.parameters = self.model.count_parameters()
+        self._init_loop(config.model_dir, config.epochs, steps, config.seed,
+                        config.checkpoint_every, config.log_every, config.progress,
+                        model=self.model, optimizer=self.optimizer)
+        self.train_step = tf.function(self._train_step, autograph=False,
+                                      jit_compile=config.jit_compile and not self.model.sync_bn)
+        self.eval_step = tf.function(self._eval_step, autograph=False)
+
+    # ------------------------------------------------------------------ steps
+    def _replica_step(self, batch):
+        cfg = self.config
+        x, y = batch
+        variables = self.model.trainable_variables
+
+        def mean(losses):
+            return tf.nn.compute_average_loss(losses, global_batch_size=cfg.batch_size)
+
+        with tf.GradientTape() as tape:
+            outputs = self.model(x, training=True)
+            logits, aux_logits = outputs if cfg.auxiliary else (outputs, None)
+            loss = mean(sparse_ce(y, logits))
+            total = loss
+            if aux_logits is not None:
+                aux_loss = mean(sparse_ce(y, aux_logits))
+                total = loss + cfg.auxiliary_weight * aux_loss
+        grads = all_reduce_sum(tape.gradient(total, variables))
+        grads, norm = tf.clip_by_global_norm(grads, cfg.grad_clip)
+        apply_summed(self.optimizer, grads, variables, self.replicas)
+        out = {"loss": loss, "correct": count_correct(y, logits),
+               "grad_norm": norm / self.replicas}
+        if aux_logits is not None:
+            out["aux_loss"] = aux_loss
+        return out
+
+    def _train_step(self, iterator):
+        return self.reduce_sum(self.strategy.run(self._replica_step, args=(next(iterator),)))
+
+    def _eval_step(self, iterator):
+        def replica(x, y):
+            logits = self.model(x, training=False)
+            return {"loss": tf.reduce_sum(sparse_ce(y, logits)),
+                    "correct": count_correct(y, logits),
+                    "count": tf.cast(tf.size(y), tf.float32)}
+
+        return self.reduce_sum(self.strategy.run(replica, args=next(iterator)))
+
+    # ------------------------------------------------------------------- data
+    def epoch_iterators(self, epoch: int, skip: int = 0) -> tuple:
+        d = self.dataset
+        return (iter(self.distributed_batches(
+            d.x_train, d.y_train, epoch, skip=skip, augment=self.augment,
+            cutout_length=self.config.cutout_length, mean=d.mean, std=d.std)),)
+
+    def evaluate(self) -> dict:
+        """Loss and accuracy (inference mode) on the test split."""
+        d = self.dataset
+        return self.evaluate_batches(
+            self.eval_step,
+            lambda: self.distributed_batches(d.x_test, d.y_test, 0, shuffle=False,
+                                             drop_remainder=False, mean=d.mean, std=d.std),
+            len(d.x_test))
+
+    # ------------------------------------------------------------------ hooks
+    def begin_epoch(self, epoch: int) -> dict:
+        cfg = self.config
+        lr = cosine_learning_rate(epoch, cfg.epochs, cfg.learning_rate, cfg.learning_rate_min)
+        self.optimizer.learning_rate.assign(lr)
+        drop = cfg.drop_path_prob * epoch / cfg.epochs
+        self.model.drop_path_prob.assign(drop)
+        return {"learning_rate": lr, "drop_path_prob": drop}
+
+    def end_epoch(self, epoch: int, global_step: int) -> dict:
+        val = self.evaluate()
+        return {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+
+    def train(self) -> dict:
+        """Runs (or resumes) training; returns the final test loss and accuracy."""
+        history = self.run_epochs()
+        if history and history[-1]["epoch"] == self.epochs:
+            return {"loss": history[-1]["val_loss"], "accuracy": history[-1]["val_accuracy"]}
+        return self.evaluate()

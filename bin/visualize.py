@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Draw the normal and reduction cells of a genotype.
+
+    python bin/visualize.py --genotype=DARTS_V2 --output=darts_v2.png
+    python bin/visualize.py --genotype=runs/search_digits/genotype.json --output=cells.svg
+
+Writes <stem>_normal.<ext> and <stem>_reduce.<ext>; the format (png, svg,
+pdf) comes from the --output extension. Without the graphviz 'dot' program
+the Graphviz sources (.dot) are written instead, with a warning.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from autonet_tf import cli  # noqa: E402
+
+FORMATS = ("png", "svg", "pdf", "dot")
+flags.DEFINE_string("genotype", None, "DARTS_V1, DARTS_V2, a genotype JSON file or inline "
+                    "JSON.", required=True)
+flags.DEFINE_string("output", "genotype.png", "Output path; its extension picks the format "
+                    f"({', '.join(FORMATS)}).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    stem, ext = os.path.splitext(FLAGS.output)
+    fmt = ext[1:].lower()
+    if fmt not in FORMATS or not os.path.basename(stem):
+        cli.fail(f"--output={FLAGS.output!r} is invalid: expected a file name ending in "
+                 f"{', '.join('.' + f for f in FORMATS)}")
+    from autonet_tf.search_space.genotypes import load_genotype
+    from autonet_tf.training import run_dir
+    from autonet_tf.viz.cells import plot_genotype
+
+    genotype = load_genotype(FLAGS.genotype)
+    run_dir.check_writable_parent(os.path.dirname(os.path.abspath(FLAGS.output)), "output")
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    written, warnings = plot_genotype(genotype, stem, fmt)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for path in written:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
