@@ -15,6 +15,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
 
 from autonet_tf.errors import TrainingDiverged, UserInputError  # noqa: E402
 
@@ -42,6 +43,7 @@ def run(main) -> None:
         if len(argv) > 1:
             fail(f"unexpected positional arguments {argv[1:]}; all options are --flags")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines
         try:
             return main(argv)
         except UserInputError as e:

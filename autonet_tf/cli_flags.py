@@ -24,8 +24,11 @@ TRAIN_PREFIXED = ("epochs", "batch_size", "layers", "init_channels", "learning_r
 
 # Quick settings for the embedded 8x8 digits, for flags the user did not set
 # (a 20-cell, 36-channel network and 16-pixel cutout make no sense on 8x8).
+# Drop path is off: on this 8-cell network and 1,438 training images it cost
+# accuracy (30 epochs, same genotype: 99.4 % test accuracy without, 75 % with
+# the paper's 0.2; training accuracy fell as the probability rose).
 DIGITS_TRAIN_PRESET = {"epochs": 30, "batch_size": 64, "layers": 8, "init_channels": 16,
-                       "cutout_length": 0}
+                       "cutout_length": 0, "drop_path_prob": 0.0}
 
 
 def define_data_flags() -> None:

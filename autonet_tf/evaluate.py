@@ -96,11 +96,19 @@ def plot_confusion(evaluation: Evaluation, path: str) -> None:
 
 
 def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,
-                    batch_size: int = 256, seed: int = 0) -> Evaluation:
-    """Loads the export, reads the dataset (default: the one it was trained on), scores it."""
+                    batch_size: int = 256, seed: int | None = None) -> Evaluation:
+    """Loads the export, reads the dataset (default: the one it was trained on), scores it.
+
+    ``seed`` picks the test split of datasets that have none (digits, image
+    folders); by default the training run's, so the split is the one it held out.
+    """
     model = LoadedClassifier(saved_model_dir)
+    meta = model.metadata
     if data is None:
-        data = DataConfig(dataset=model.metadata.get("dataset", "digits"))
+        data = DataConfig(dataset=meta.get("dataset", "digits"),
+                          test_fraction=float(meta.get("test_fraction", 0.2)))
+    if seed is None:
+        seed = int(meta.get("split_seed", 0))
     data.validate()
     if data.image_size is None and os.path.isdir(data.dataset):
         data = dataclasses.replace(data, image_size=model.input_shape[0])

@@ -79,6 +79,9 @@ def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = Non
                 metadata={"genotype": genotype.to_dict(), "network": trainer.kind,
                           "layers": config.layers, "init_channels": config.init_channels,
                           "parameters": trainer.parameters, "dataset": config.data.dataset,
+                          # digits and image folders are split by this seed
+                          "split_seed": config.seed,
+                          "test_fraction": config.data.test_fraction,
                           "test_accuracy": metrics["accuracy"],
                           "test_loss": metrics["loss"], "epochs": config.epochs})
     return TrainResult(config.model_dir, genotype, trainer.parameters, metrics["loss"],

@@ -1,14 +1,18 @@
 #!/usr/bin/env python
-"""Times one DARTS search iteration (architecture step + weight step).
+"""Times one DARTS search iteration or one training step of a discovered network.
 
     python bin/benchmark.py --batch_size=64 --order=first
     python bin/benchmark.py --batch_size=16 --order=second --iterations=5
+    python bin/benchmark.py --mode=train --genotype=DARTS_V2      # 20 cells, C=36, batch 96
 
-Builds the CIFAR-10 supernet (default: 8 cells, C=16, 32x32x3 inputs, 10
-classes), feeds random batches, runs --warmup iterations (the first one
-traces and compiles), then times --iterations and prints one JSON line:
-median/min seconds per iteration, the compile time, and peak memory (host
-RSS high-water mark; on a GPU also the device's peak).
+--mode=search builds the CIFAR-10 supernet (default: 8 cells, C=16, 32x32x3
+inputs, 10 classes) and times architecture step + weight step; --mode=train
+builds the evaluation network of --genotype (default: the paper's 20 cells,
+C=36, auxiliary head, drop path 0.2, batch 96) and times one SGD step. Both
+feed random batches, run --warmup iterations (the first one traces and
+compiles), then time --iterations and print one JSON line: median/min
+seconds per iteration, the compile time, and peak memory (host RSS
+high-water mark; on a GPU also the device's peak).
 """
 
 import os
@@ -20,10 +24,12 @@ from absl import flags  # noqa: E402
 
 from autonet_tf import cli  # noqa: E402
 
-flags.DEFINE_integer("batch_size", 64, "Global batch size.")
+flags.DEFINE_enum("mode", "search", ["search", "train"], "What to time.")
+flags.DEFINE_integer("batch_size", None, "Global batch size (search 64, train 96).")
 flags.DEFINE_enum("order", "first", ["first", "second"], "Architecture gradient order.")
-flags.DEFINE_integer("layers", 8, "Cells.")
-flags.DEFINE_integer("init_channels", 16, "Initial channels.")
+flags.DEFINE_integer("layers", None, "Cells (search 8, train 20).")
+flags.DEFINE_integer("init_channels", None, "Initial channels (search 16, train 36).")
+flags.DEFINE_string("genotype", "DARTS_V2", "Genotype trained in --mode=train.")
 flags.DEFINE_integer("image_size", 32, "Input height and width.")
 flags.DEFINE_integer("iterations", 5, "Timed iterations.")
 flags.DEFINE_integer("warmup", 2, "Untimed iterations (the first compiles).")
@@ -47,10 +53,18 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from autonet_tf.configs import SearchConfig
+    from autonet_tf.configs import SearchConfig, TrainConfig
     from autonet_tf.data.images import ImageDataset
+    from autonet_tf.search_space.genotypes import load_genotype
+    from autonet_tf.training.network_trainer import NetworkTrainer
     from autonet_tf.training.search_trainer import SearchTrainer
 
+    search = FLAGS.mode == "search"
+    defaults = {"batch_size": 64, "layers": 8, "init_channels": 16} if search else {
+        "batch_size": 96, "layers": 20, "init_channels": 36}
+    for name, value in defaults.items():
+        if FLAGS[name].value is None:
+            FLAGS[name].value = value
     for name in ("batch_size", "iterations", "layers", "init_channels", "image_size"):
         if FLAGS[name].value <= 0:
             cli.fail(f"--{name}={FLAGS[name].value} is invalid: expected an integer > 0")
@@ -61,26 +75,35 @@ def main(argv):
     y = rng.integers(0, 10, n).astype(np.int32)
     data = ImageDataset("random", x, y, x[:8], y[:8], [str(i) for i in range(10)],
                         (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    config = SearchConfig(model_dir="/tmp/autonet_benchmark_unused", order=FLAGS.order,
-                          batch_size=FLAGS.batch_size, layers=FLAGS.layers,
-                          init_channels=FLAGS.init_channels, jit_compile=FLAGS.jit_compile,
-                          strategy=FLAGS.strategy, num_devices=FLAGS.num_devices,
-                          progress=False)
+    common = dict(model_dir="/tmp/autonet_benchmark_unused", batch_size=FLAGS.batch_size,
+                  layers=FLAGS.layers, init_channels=FLAGS.init_channels,
+                  jit_compile=FLAGS.jit_compile, strategy=FLAGS.strategy,
+                  num_devices=FLAGS.num_devices, progress=False)
+    if search:
+        config = SearchConfig(order=FLAGS.order, **common)
+    else:
+        config = TrainConfig(genotype=FLAGS.genotype, network="cifar", **common)
     config.validate()
     strategy = create_strategy(config.strategy, config.num_devices)
-    trainer = SearchTrainer(config, data, strategy)
-    train_it, val_it = trainer.epoch_iterators(0)
+    if search:
+        trainer = SearchTrainer(config, data, strategy)
+    else:
+        trainer = NetworkTrainer(config, load_genotype(FLAGS.genotype), data, strategy)
+        trainer.begin_epoch(config.epochs // 2)  # drop path on, as mid-training
+    iterators = trainer.epoch_iterators(0)
     times = []
     for i in range(FLAGS.warmup + FLAGS.iterations):
         start = time.perf_counter()
-        out = trainer.train_step(train_it, val_it)
+        out = trainer.train_step(*iterators)
         float(out["loss"])  # wait for the step
         times.append(time.perf_counter() - start)
     timed = times[FLAGS.warmup:]
     gpus = tf.config.list_physical_devices("GPU")
     result = {
-        "benchmark": "darts_search_iteration",
-        "order": FLAGS.order, "batch_size": FLAGS.batch_size, "layers": FLAGS.layers,
+        "benchmark": "darts_search_iteration" if search else "network_train_step",
+        "order": FLAGS.order if search else None,
+        "genotype": None if search else FLAGS.genotype,
+        "parameters": None if search else trainer.parameters, "batch_size": FLAGS.batch_size, "layers": FLAGS.layers,
         "init_channels": FLAGS.init_channels, "image_size": size,
         "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
         "replicas": trainer.replicas,

@@ -28,8 +28,8 @@ flags.DEFINE_string("dataset", None, "Dataset to evaluate on (default: the one i
 flags.DEFINE_string("data_dir", None, "tfds data directory.")
 flags.DEFINE_integer("image_size", None, "Resize image-folder datasets (default: the model's).")
 flags.DEFINE_integer("batch_size", 256, "Images per inference call.")
-flags.DEFINE_integer("seed", 0, "Seed of the train/test split of datasets that have none "
-                     "(digits, image folders); use the training run's seed.")
+flags.DEFINE_integer("seed", None, "Seed of the train/test split of datasets that have none "
+                     "(digits, image folders); default: the training run's, from the metadata.")
 flags.DEFINE_string("output_dir", None, "Also write metrics.json and confusion_matrix.png here.")
 FLAGS = flags.FLAGS
 

@@ -18,7 +18,8 @@ TINY = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_e
 # Retraining the discovered network after the search, tiny as well.
 TINY_RETRAIN = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
                 "--checkpoint_every=1", "--train_epochs=2", "--train_layers=3",
-                "--train_init_channels=4", "--train_batch_size=32", "--tflite"]
+                "--train_init_channels=4", "--train_batch_size=32", "--drop_path_prob=0.2",
+                "--tflite"]
 
 
 def _assert_run_dir(d, epochs):

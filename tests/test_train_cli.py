@@ -19,8 +19,10 @@ TINY = ["--layers=3", "--init_channels=4", "--batch_size=32", "--max_steps_per_e
 
 def test_killed_training_resumes_then_evaluates_in_a_fresh_process(tmp_path):
     d = str(tmp_path / "run")
+    # A non-default seed: the digits test split depends on it, and evaluate.py
+    # must take it from the export's metadata.
     args = [sys.executable, os.path.join(ROOT, "bin", "train.py"), "--genotype=DARTS_V1",
-            f"--model_dir={d}", "--epochs=3", *TINY]
+            f"--model_dir={d}", "--epochs=3", "--seed=3", *TINY]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     # 2 steps per epoch, a checkpoint every step: ckpt-3 is epoch 2, step 1.
@@ -32,7 +34,8 @@ def test_killed_training_resumes_then_evaluates_in_a_fresh_process(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(d, "export"))
-    resumed = run_bin("train.py", "--genotype=DARTS_V1", f"--model_dir={d}", "--epochs=3", *TINY)
+    resumed = run_bin("train.py", "--genotype=DARTS_V1", f"--model_dir={d}", "--epochs=3",
+                      "--seed=3", *TINY)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from checkpoint: epoch 2, step 1" in resumed.stdout
     assert "Epoch 1/3" not in resumed.stdout
