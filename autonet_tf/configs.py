@@ -63,6 +63,18 @@ class DataConfig:
                "test_fraction", self.test_fraction, "a fraction in (0, 1)")
 
 
+def _validate_runtime(config) -> None:
+    """Checks the strategy, device, step-cap and seed fields every run config has."""
+    _check(config.strategy in STRATEGIES, "strategy", config.strategy,
+           f"one of {', '.join(STRATEGIES)}")
+    if config.num_devices is not None:
+        _positive("num_devices", config.num_devices)
+    if config.max_steps_per_epoch is not None:
+        _positive("max_steps_per_epoch", config.max_steps_per_epoch)
+    _check(isinstance(config.seed, int) and config.seed >= 0, "seed", config.seed,
+           "an integer >= 0")
+
+
 def _to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
@@ -135,14 +147,7 @@ class SearchConfig:
             value = getattr(self, name)
             _check(isinstance(value, (int, float)) and 0 <= value < 1, name, value,
                    "a number in [0, 1)")
-        _check(self.strategy in STRATEGIES, "strategy", self.strategy,
-               f"one of {', '.join(STRATEGIES)}")
-        if self.num_devices is not None:
-            _positive("num_devices", self.num_devices)
-        if self.max_steps_per_epoch is not None:
-            _positive("max_steps_per_epoch", self.max_steps_per_epoch)
-        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
-               "an integer >= 0")
+        _validate_runtime(self)
 
     to_dict = _to_dict
     to_json = _to_json
@@ -204,14 +209,7 @@ class TrainConfig:
                "drop_path_prob", self.drop_path_prob, "a number in [0, 1)")
         _check(isinstance(self.cutout_length, int) and self.cutout_length >= 0,
                "cutout_length", self.cutout_length, "an integer >= 0 (0 = off)")
-        _check(self.strategy in STRATEGIES, "strategy", self.strategy,
-               f"one of {', '.join(STRATEGIES)}")
-        if self.num_devices is not None:
-            _positive("num_devices", self.num_devices)
-        if self.max_steps_per_epoch is not None:
-            _positive("max_steps_per_epoch", self.max_steps_per_epoch)
-        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
-               "an integer >= 0")
+        _validate_runtime(self)
 
     to_dict = _to_dict
     to_json = _to_json

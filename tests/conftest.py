@@ -1,8 +1,10 @@
 """Test set-up: quiet TensorFlow, two logical CPU devices, seeding, helpers."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,3 +44,29 @@ def assert_one_line_error(proc, *fragments):
     for fragment in fragments:
         assert fragment in lines[-1], (fragment, lines[-1])
     return lines[-1]
+
+
+def kill_when_exists(script, args, marker, timeout=600):
+    """Starts bin/<script>, SIGKILLs it as soon as ``marker`` exists (a checkpoint file)."""
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bin", script), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    deadline = time.time() + timeout
+    while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, f"{script} ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def run_bin_with_mock_tfds(script, *args, num_examples=80, timeout=900):
+    """Runs bin/<script> in a fresh process inside ``tfds.testing.mock_data``."""
+    code = (
+        "import runpy, sys\n"
+        "import tensorflow_datasets as tfds\n"
+        f"sys.argv = {[script, *args]!r}\n"
+        f"with tfds.testing.mock_data(num_examples={num_examples}):\n"
+        f"    runpy.run_path({os.path.join(ROOT, 'bin', script)!r}, run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

@@ -13,7 +13,6 @@ from autonet_tf import export
 from autonet_tf.configs import TrainConfig
 from autonet_tf.data import pipeline
 from autonet_tf.train import run_train
-from conftest import ROOT
 
 
 @pytest.fixture(scope="module")

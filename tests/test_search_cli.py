@@ -2,16 +2,12 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from autonet_tf.search_space.genotypes import Genotype
-from conftest import ROOT, assert_one_line_error, run_bin
+from conftest import assert_one_line_error, kill_when_exists, run_bin, run_bin_with_mock_tfds
 
 TINY = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
         "--checkpoint_every=1", "--noretrain"]
@@ -83,19 +79,9 @@ def test_search_on_embedded_digits_trains_and_exports_the_result(tmp_path):
 
 def test_killed_search_resumes_from_its_checkpoint(tmp_path):
     d = str(tmp_path / "run")
-    args = [sys.executable, os.path.join(ROOT, "bin", "search.py"), f"--model_dir={d}",
-            "--epochs=3", *TINY]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            cwd=ROOT)
     # 2 steps per epoch, a checkpoint every step: ckpt-3 is epoch 2, step 1.
-    marker = os.path.join(d, "checkpoints", "ckpt-3.index")
-    deadline = time.time() + 600
-    while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "search ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when_exists("search.py", [f"--model_dir={d}", "--epochs=3", *TINY],
+                     os.path.join(d, "checkpoints", "ckpt-3.index"))
     assert not os.path.exists(os.path.join(d, "genotype.json"))
     resumed = run_bin("search.py", f"--model_dir={d}", "--epochs=3", *TINY)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -106,15 +92,8 @@ def test_killed_search_resumes_from_its_checkpoint(tmp_path):
 
 def test_search_on_tfds_mock_cifar10(tmp_path):
     d = str(tmp_path / "run")
-    code = (
-        "import runpy, sys\n"
-        "import tensorflow_datasets as tfds\n"
-        f"sys.argv = ['search.py', '--dataset=cifar10', '--model_dir={d}', '--epochs=1', "
-        + ", ".join(repr(a) for a in TINY) + "]\n"
-        "with tfds.testing.mock_data(num_examples=80):\n"
-        f"    runpy.run_path({os.path.join(ROOT, 'bin', 'search.py')!r}, run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc = run_bin_with_mock_tfds("search.py", "--dataset=cifar10", f"--model_dir={d}",
+                                  "--epochs=1", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_run_dir(d, 1)
     config = json.load(open(os.path.join(d, "config.json")))

@@ -2,16 +2,12 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from autonet_tf.search_space.genotypes import DARTS_V1, DARTS_V2
-from conftest import ROOT, assert_one_line_error, run_bin
+from conftest import assert_one_line_error, kill_when_exists, run_bin, run_bin_with_mock_tfds
 
 TINY = ["--layers=3", "--init_channels=4", "--batch_size=32", "--max_steps_per_epoch=2",
         "--checkpoint_every=1"]
@@ -20,19 +16,11 @@ TINY = ["--layers=3", "--init_channels=4", "--batch_size=32", "--max_steps_per_e
 def test_killed_training_resumes_then_evaluates_in_a_fresh_process(tmp_path):
     d = str(tmp_path / "run")
     # A non-default seed: the digits test split depends on it, and evaluate.py
-    # must take it from the export's metadata.
-    args = [sys.executable, os.path.join(ROOT, "bin", "train.py"), "--genotype=DARTS_V1",
-            f"--model_dir={d}", "--epochs=3", "--seed=3", *TINY]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    # 2 steps per epoch, a checkpoint every step: ckpt-3 is epoch 2, step 1.
-    marker = os.path.join(d, "checkpoints", "ckpt-3.index")
-    deadline = time.time() + 600
-    while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "training ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # must take it from the export's metadata. 2 steps per epoch, a checkpoint
+    # every step: ckpt-3 is epoch 2, step 1.
+    kill_when_exists("train.py", ["--genotype=DARTS_V1", f"--model_dir={d}", "--epochs=3",
+                                  "--seed=3", *TINY],
+                     os.path.join(d, "checkpoints", "ckpt-3.index"))
     assert not os.path.exists(os.path.join(d, "export"))
     resumed = run_bin("train.py", "--genotype=DARTS_V1", f"--model_dir={d}", "--epochs=3",
                       "--seed=3", *TINY)
@@ -61,15 +49,8 @@ def test_killed_training_resumes_then_evaluates_in_a_fresh_process(tmp_path):
 
 def test_train_on_tfds_mock_cifar10_with_cutout(tmp_path):
     d = str(tmp_path / "run")
-    code = (
-        "import runpy, sys\n"
-        "import tensorflow_datasets as tfds\n"
-        f"sys.argv = ['train.py', '--genotype=DARTS_V2', '--dataset=cifar10', '--model_dir={d}', "
-        "'--epochs=1', '--noexport', " + ", ".join(repr(a) for a in TINY) + "]\n"
-        "with tfds.testing.mock_data(num_examples=80):\n"
-        f"    runpy.run_path({os.path.join(ROOT, 'bin', 'train.py')!r}, run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc = run_bin_with_mock_tfds("train.py", "--genotype=DARTS_V2", "--dataset=cifar10",
+                                  f"--model_dir={d}", "--epochs=1", "--noexport", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.load(open(os.path.join(d, "config.json")))
     assert config["cutout_length"] == 16 and config["data"]["dataset"] == "cifar10"

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from autonet_tf.models.cnn_search import reduction_layers
 from autonet_tf.search_space import genotypes
-from autonet_tf.search_space.ops import FactorizedReduce, Identity, ReLUConvBN, _pad, batch_norm, make_op
+from autonet_tf.search_space.ops import Identity, _pad, batch_norm, cell_preprocessing, make_op
 
 _PACKAGE = "autonet_tf"
 
@@ -49,11 +49,8 @@ class Cell(keras.layers.Layer):
         self.reduction = reduction
         self.reduction_prev = reduction_prev
         self.sync_bn = sync_bn
-        if reduction_prev:
-            self.preprocess0 = FactorizedReduce(filters, affine=True, sync_bn=sync_bn)
-        else:
-            self.preprocess0 = ReLUConvBN(filters, 1, affine=True, sync_bn=sync_bn)
-        self.preprocess1 = ReLUConvBN(filters, 1, affine=True, sync_bn=sync_bn)
+        self.preprocess0, self.preprocess1 = cell_preprocessing(filters, reduction_prev,
+                                                                affine=True, sync_bn=sync_bn)
         edges = genotype.reduce if reduction else genotype.normal
         self.concat = tuple(genotype.reduce_concat if reduction else genotype.normal_concat)
         self.indices = tuple(index for _, index in edges)

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from autonet_tf.search_space import genotypes
-from autonet_tf.search_space.ops import FactorizedReduce, ReLUConvBN, batch_norm, make_op
+from autonet_tf.search_space.ops import batch_norm, cell_preprocessing, make_op
 
 _PACKAGE = "autonet_tf"
 
@@ -87,11 +87,8 @@ class SearchCell(keras.layers.Layer):
         self.multiplier = multiplier
         self.primitives = tuple(primitives)
         self.sync_bn = sync_bn
-        if reduction_prev:
-            self.preprocess0 = FactorizedReduce(filters, affine=False, sync_bn=sync_bn)
-        else:
-            self.preprocess0 = ReLUConvBN(filters, 1, affine=False, sync_bn=sync_bn)
-        self.preprocess1 = ReLUConvBN(filters, 1, affine=False, sync_bn=sync_bn)
+        self.preprocess0, self.preprocess1 = cell_preprocessing(filters, reduction_prev,
+                                                                affine=False, sync_bn=sync_bn)
         self.edges = []
         for i in range(steps):
             for j in range(2 + i):

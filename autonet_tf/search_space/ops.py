@@ -396,3 +396,16 @@ def make_op(name: str, filters: int, stride: int, affine: bool,
       pool_bn: follow pooling by a non-affine BatchNorm (search MixedOp).
     """
     return _make(name, filters, stride, affine, sync_bn, pool_bn)
+
+
+def cell_preprocessing(filters: int, reduction_prev: bool, affine: bool,
+                       sync_bn: bool = False) -> tuple[keras.layers.Layer, keras.layers.Layer]:
+    """The two input preprocessors of a cell (reference ``Cell.__init__``).
+
+    s0 goes through FactorizedReduce when the previous cell reduced (s0 is then
+    twice s1's size), else ReLU-Conv1x1-BN; s1 always through ReLU-Conv1x1-BN.
+    """
+    common = dict(affine=affine, sync_bn=sync_bn)
+    first = (FactorizedReduce(filters, **common) if reduction_prev
+             else ReLUConvBN(filters, 1, **common))
+    return first, ReLUConvBN(filters, 1, **common)

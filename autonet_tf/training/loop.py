@@ -143,6 +143,19 @@ class EpochLoop:
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for k, v in outputs.items()}
 
+    def make_eval_step(self, model):
+        """A ``tf.function(iterator)`` summing loss, correct and count of one batch."""
+        def replica(x, y):
+            logits = model(x, training=False)
+            return {"loss": tf.reduce_sum(sparse_ce(y, logits)),
+                    "correct": count_correct(y, logits),
+                    "count": tf.cast(tf.size(y), tf.float32)}
+
+        def step(iterator):
+            return self.reduce_sum(self.strategy.run(replica, args=next(iterator)))
+
+        return tf.function(step, autograph=False)
+
     def evaluate_batches(self, eval_step, make_dataset, count: int) -> dict:
         """Mean loss and accuracy of ``eval_step`` over ``count`` examples."""
         totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}

@@ -87,7 +87,7 @@ class NetworkTrainer(EpochLoop):
                         model=self.model, optimizer=self.optimizer)
         self.train_step = tf.function(self._train_step, autograph=False,
                                       jit_compile=config.jit_compile and not self.model.sync_bn)
-        self.eval_step = tf.function(self._eval_step, autograph=False)
+        self.eval_step = self.make_eval_step(self.model)
 
     # ------------------------------------------------------------------ steps
     def _replica_step(self, batch):
@@ -117,15 +117,6 @@ class NetworkTrainer(EpochLoop):
 
     def _train_step(self, iterator):
         return self.reduce_sum(self.strategy.run(self._replica_step, args=(next(iterator),)))
-
-    def _eval_step(self, iterator):
-        def replica(x, y):
-            logits = self.model(x, training=False)
-            return {"loss": tf.reduce_sum(sparse_ce(y, logits)),
-                    "correct": count_correct(y, logits),
-                    "count": tf.cast(tf.size(y), tf.float32)}
-
-        return self.reduce_sum(self.strategy.run(replica, args=next(iterator)))
 
     # ------------------------------------------------------------------- data
     def epoch_iterators(self, epoch: int, skip: int = 0) -> tuple:

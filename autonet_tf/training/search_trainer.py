@@ -112,7 +112,7 @@ class SearchTrainer(EpochLoop):
                         model=self.model, weight_optimizer=self.weight_optimizer,
                         arch_optimizer=self.arch_optimizer)
         self.train_step = tf.function(self._train_step, autograph=False)
-        self.eval_step = tf.function(self._eval_step, autograph=False)
+        self.eval_step = self.make_eval_step(self.model)
 
     # ------------------------------------------------------------------ steps
     def _batch_loss(self, call, batch):
@@ -146,15 +146,6 @@ class SearchTrainer(EpochLoop):
     def _train_step(self, train_iterator, val_iterator):
         return self.reduce_sum(self.strategy.run(
             self._replica_step, args=(next(train_iterator), next(val_iterator))))
-
-    def _eval_step(self, iterator):
-        def replica(x, y):
-            logits = self.model(x, training=False)
-            return {"loss": tf.reduce_sum(sparse_ce(y, logits)),
-                    "correct": count_correct(y, logits),
-                    "count": tf.cast(tf.size(y), tf.float32)}
-
-        return self.reduce_sum(self.strategy.run(replica, args=next(iterator)))
 
     # ------------------------------------------------------------------- data
     def _batches(self, indices, epoch, skip=0, shuffle=True, drop_remainder=True, salt=0):
