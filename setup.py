@@ -20,6 +20,7 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["autonet_tf", "autonet_tf.*"]),
+    package_data={"autonet_tf.tuning": ["spaces/*.yaml"]},
     python_requires=">=3.10",
     install_requires=_requirements(),
     extras_require={"test": ["pytest>=8"], "gpu": ["tensorflow[and-cuda]==2.21.*"]},

@@ -40,6 +40,7 @@ class SearchResult:
     model_dir: str
     pictures: list[str]
     warnings: list[str]
+    history: list[dict] = dataclasses.field(default_factory=list)  # one record per epoch
 
 
 def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = None,
@@ -66,4 +67,5 @@ def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = N
         pictures, warnings = plot_genotype(genotype, os.path.join(d, "genotype"))
         for warning in warnings:
             print(f"warning: {warning}", flush=True)
-    return SearchResult(genotype, config.model_dir, pictures, warnings)
+    return SearchResult(genotype, config.model_dir, pictures, warnings,
+                        getattr(trainer, "history", []))

@@ -36,6 +36,7 @@ class TrainResult:
     test_accuracy: float
     export_dir: str | None
     trainer: NetworkTrainer
+    history: list[dict] = dataclasses.field(default_factory=list)  # one record per epoch
 
 
 def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
@@ -85,4 +86,4 @@ def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = Non
                           "test_accuracy": metrics["accuracy"],
                           "test_loss": metrics["loss"], "epochs": config.epochs})
     return TrainResult(config.model_dir, genotype, trainer.parameters, metrics["loss"],
-                       metrics["accuracy"], export_dir, trainer)
+                       metrics["accuracy"], export_dir, trainer, getattr(trainer, "history", []))

@@ -280,6 +280,7 @@ class EpochLoop:
                 self.write_epoch_outputs(epoch + 1, record)
                 print(f"  {self.describe_epoch(record)}", flush=True)
             self._save(epoch + 1, 0)
+        self.history = history
         return history
 
     # ------------------------------------------------------------------ hooks

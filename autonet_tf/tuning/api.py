@@ -1,0 +1,119 @@
+"""The Python API of hyperparameter search: :func:`tune`.
+
+    from autonet_tf.tuning import tune, load_space, keras_trial
+
+    def build(values):                       # your model
+        model = keras.Sequential([...])
+        model.compile(optimizer=keras.optimizers.Adam(values["learning_rate"]),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    result = tune(keras_trial(build, x, y), load_space("space.yaml"),
+                  oracle="weighted_random", max_trials=20, directory="runs/mine")
+    print(result.best_hyperparameters, result.best_objective)
+
+A trial may also be any ``fn(values, context) -> {"val_loss": ..., ...}``
+(see :mod:`autonet_tf.tuning.trials`), or the name of a built-in trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras_tuner as kt
+
+from autonet_tf.errors import UserInputError
+from autonet_tf.tuning.oracles import create_oracle
+from autonet_tf.tuning.space import Space
+from autonet_tf.tuning.trials import get_trial
+from autonet_tf.tuning.tuner import BEST_FILE, RecordingMixin, TrialTuner
+
+PROJECT = "search"
+
+
+@dataclasses.dataclass
+class TuneResult:
+    directory: str  # <directory>/<project>: trials.jsonl, best_hyperparameters.json, plots
+    records: list[dict]
+    best_hyperparameters: dict | None
+    best_objective: float | None
+
+
+def resolve_objective(space: Space, name: str | None = None) -> kt.Objective:
+    """--objective NAME[:min|max] > the space's objective > val_loss (min)."""
+    direction = None
+    if name:
+        name, _, direction = name.partition(":")
+        direction = direction or None
+        if direction not in (None, "min", "max"):
+            raise UserInputError(f"--objective={name}:{direction} is invalid: the direction "
+                                 f"must be min or max")
+    declared = space.objective or {}
+    name = name or declared.get("name") or "val_loss"
+    if direction is None:
+        if declared.get("name") == name and declared.get("direction"):
+            direction = declared["direction"]
+        elif "loss" in name or "error" in name:
+            direction = "min"
+        elif "acc" in name or "auc" in name:
+            direction = "max"
+        else:
+            raise UserInputError(f"--objective={name!r}: say whether to minimise or maximise "
+                                 f"it, e.g. --objective={name}:min")
+    return kt.Objective(name, direction)
+
+
+def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_trials: int = 10,
+                objective: str | None = None, directory: str = "runs/tune", seed: int = 0,
+                dataset: str | None = None, epochs_per_trial: int = 5) -> TrialTuner:
+    """The KerasTuner tuner (chief, worker or single process, from the environment)."""
+    trial_fn = get_trial(trial) if isinstance(trial, str) else trial
+    kt_objective = resolve_objective(space, objective)
+    oracle_obj = create_oracle(oracle, space, kt_objective, max_trials, seed,
+                               mixin=RecordingMixin,
+                               max_consecutive_failed_trials=max_trials + 1)
+    oracle_obj.verbose = 0
+    return TrialTuner(oracle_obj, trial_fn, dataset=dataset, epochs_per_trial=epochs_per_trial,
+                      seed=seed, directory=directory, project_name=PROJECT)
+
+
+def tune(trial, space: Space, **kwargs) -> TuneResult:
+    """Runs (or resumes) a search; see the module docstring. Keyword arguments: build_tuner's."""
+    tuner = build_tuner(trial, space, **kwargs)
+    tuner.search()
+    return result_of(tuner)
+
+
+def result_of(tuner) -> TuneResult:
+    records = tuner.oracle.read_records()
+    best_path = os.path.join(tuner.project_dir, BEST_FILE)
+    best = best_value = None
+    if os.path.exists(best_path):
+        from autonet_tf.training import run_dir
+
+        data = run_dir.read_json(best_path)
+        best, best_value = data["hyperparameters"], data["objective"]["value"]
+    return TuneResult(tuner.project_dir, records, best, best_value)
+
+
+def summary_table(records: list[dict], objective: str) -> str:
+    """A text table of every trial, best objective first."""
+    done = sorted(records, key=lambda r: int(r["trial_id"]))
+    names = sorted({k for r in done for k in r["hyperparameters"]})
+    header = ["trial", "status", objective, "accuracy", "seconds"] + names
+    rows = [header]
+    for r in done:
+        rows.append([r["trial_id"], r["status"],
+                     "-" if r["objective"] is None else f"{r['objective']:.5g}",
+                     "-" if r.get("accuracy") is None else f"{r['accuracy']:.4f}",
+                     f"{r['seconds']:.1f}"]
+                    + [_short(r["hyperparameters"].get(n)) for n in names])
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows)
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,156 @@
+"""Oracles: weighted random with fixed two-point initialisation, and KerasTuner's baselines.
+
+:class:`WeightedRandomOracle` implements DESIGN.md section 4 on top of
+KerasTuner's ``Oracle`` (its trial bookkeeping, retries, state saving and
+distributed chief/worker mode are reused as they are):
+
+1. The first two trials sit at 1/3 and 2/3 of the diagonal of the unit cube
+   (decoded: ints rounded, choices by nearest index).
+2. Every later trial takes the two best finite results b1 (better) and b2
+   with values v1, v2, picks anchor b1 with probability ``p1`` (minimised:
+   ``v2 / (v1 + v2)``; maximised: ``v1 / (v1 + v2)``; 1/2 when both are 0),
+   and samples uniformly from the box spanned by b1 and b2, widened on every
+   side by half their distance and clipped to the cube, conditioned on being
+   nearer to the anchor than to the other point.
+3. NaN/inf results never anchor. While fewer than two finite results exist
+   and trials are still running (parallel workers), the oracle reports IDLE.
+
+The formula assumes values >= 0 (losses). Values both <= 0 use the mirrored
+formula on their negations; values of mixed sign are shifted so the smaller
+is 0, which makes the formula pick the better point surely.
+The random stream of trial ``k`` is ``default_rng([seed, k])``, so a seed
+reproduces the same sequence of points for the same results, also across a
+resume (nothing but the trials themselves needs saving).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras_tuner as kt
+import numpy as np
+from keras_tuner.src.engine import trial as trial_module
+
+from autonet_tf.errors import UserInputError
+from autonet_tf.tuning.space import Space
+
+ORACLES = ("weighted_random", "random", "grid", "bayesian")
+
+
+def anchor_probability(v1: float, v2: float, direction: str = "min") -> float:
+    """Probability of anchoring at b1 (the better point, value v1) rather than b2."""
+    if direction not in ("min", "max"):
+        raise ValueError(f"direction must be 'min' or 'max', got {direction!r}")
+    if v1 * v2 < 0:
+        # Mixed signs: shifted so the smaller value is 0, the formula gives 1.
+        return 1.0
+    if v1 <= 0 and v2 <= 0 and (v1 < 0 or v2 < 0):
+        # Negate: minimising negative values is maximising their magnitudes.
+        v1, v2 = -v1, -v2
+        direction = "max" if direction == "min" else "min"
+    total = v1 + v2
+    if total == 0:
+        return 0.5
+    return (v2 / total) if direction == "min" else (v1 / total)
+
+
+def sample_near(b1, b2, anchor: int, rng: np.random.Generator, max_tries: int = 10000):
+    """A uniform point of the widened, clipped box of b1 and b2 nearer to b_anchor.
+
+    ``anchor`` is 0 for b1, 1 for b2. When b1 == b2 the box is the cube
+    itself clipped to +-0.1 around them, so the search can still move.
+    """
+    b1 = np.asarray(b1, np.float64)
+    b2 = np.asarray(b2, np.float64)
+    distance = np.abs(b1 - b2)
+    if not distance.any():
+        distance = np.full_like(b1, 0.2)
+    lo = np.clip(np.minimum(b1, b2) - distance / 2, 0.0, 1.0)
+    hi = np.clip(np.maximum(b1, b2) + distance / 2, 0.0, 1.0)
+    near, far = (b1, b2) if anchor == 0 else (b2, b1)
+    for _ in range(max_tries):
+        x = rng.uniform(lo, hi)
+        if np.sum((x - near) ** 2) < np.sum((x - far) ** 2):
+            return x
+    return near.copy()
+
+
+def next_point(b1, b2, v1, v2, direction: str, rng: np.random.Generator):
+    """One weighted-random step: (point, anchor index 0/1, p1)."""
+    p1 = anchor_probability(v1, v2, direction)
+    anchor = 0 if rng.uniform() < p1 else 1
+    return sample_near(b1, b2, anchor, rng), anchor, p1
+
+
+class WeightedRandomOracle(kt.Oracle):
+    """DESIGN.md section 4 as a KerasTuner oracle; see the module docstring.
+
+    Args:
+      space: the :class:`Space` (its axes define the unit cube).
+      objective, max_trials, seed: as for KerasTuner oracles; the objective's
+        direction decides what "best" means.
+    """
+
+    def __init__(self, space: Space, objective=None, max_trials=None, seed=None, **kwargs):
+        super().__init__(objective=objective, max_trials=max_trials,
+                         hyperparameters=space.to_hyperparameters(),
+                         allow_new_entries=False, tune_new_entries=False,
+                         seed=seed, **kwargs)
+        self.space = space
+
+    def _finite_results(self):
+        """[(point, value)] of completed trials with a finite score, best first."""
+        results = []
+        for trial in self.trials.values():
+            if trial.status != trial_module.TrialStatus.COMPLETED or trial.score is None:
+                continue
+            score = float(trial.score)
+            if math.isfinite(score):
+                results.append((self.space.encode(trial.hyperparameters.values), score))
+        results.sort(key=lambda r: r[1], reverse=self.objective.direction == "max")
+        return results
+
+    def populate_space(self, trial_id):
+        index = int(trial_id)
+        n = len(self.space.axes)
+        rng = np.random.default_rng([int(self.seed), index])
+        if index < 2:  # the fixed initial points: 1/3 and 2/3 of the diagonal
+            point = np.full(n, (index + 1) / 3.0)
+        else:
+            results = self._finite_results()
+            if len(results) < 2:
+                running = [t for t in self.ongoing_trials.values()
+                           if t.status == trial_module.TrialStatus.RUNNING]
+                if running:
+                    return {"status": trial_module.TrialStatus.IDLE}
+                # The initial points failed: nothing can anchor yet; explore.
+                point = rng.uniform(0.0, 1.0, n)
+            else:
+                (b1, v1), (b2, v2) = results[0], results[1]
+                point, _, _ = next_point(b1, b2, v1, v2, self.objective.direction, rng)
+        return {"status": trial_module.TrialStatus.RUNNING,
+                "values": self.space.decode(point)}
+
+
+def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int,
+                  mixin: type | None = None, **kwargs) -> kt.Oracle:
+    """The oracle called ``name`` (one of :data:`ORACLES`) over ``space``.
+
+    ``mixin`` (e.g. the tuner's recording mixin) is put in front of the
+    oracle class; other keyword arguments go to the KerasTuner oracle.
+    """
+    classes = {"weighted_random": WeightedRandomOracle,
+               "random": kt.oracles.RandomSearchOracle,
+               "grid": kt.oracles.GridSearchOracle,
+               "bayesian": kt.oracles.BayesianOptimizationOracle}
+    if name not in classes:
+        raise UserInputError(f"--oracle={name!r} is not known; expected one of "
+                             f"{', '.join(ORACLES)}")
+    cls = classes[name]
+    if mixin is not None:
+        cls = type(f"{mixin.__name__}{cls.__name__}", (mixin, cls), {})
+    common = dict(objective=objective, max_trials=max_trials, seed=seed, **kwargs)
+    if name == "weighted_random":
+        return cls(space, **common)
+    return cls(hyperparameters=space.to_hyperparameters(), allow_new_entries=False,
+               tune_new_entries=False, **common)

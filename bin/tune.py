@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Hyperparameter search (and random-search NAS) with KerasTuner oracles.
+
+    python bin/tune.py                                          # iris MLP, weighted random
+    python bin/tune.py --space=simple_cnn --oracle=random --dataset=octmnist.npz
+    python bin/tune.py --space=my_space.yaml --oracle=bayesian --max_trials=30
+    python bin/tune.py --workers=2                              # chief + 2 local workers
+
+--space is a YAML file or a shipped space (iris_mlp, simple_cnn,
+darts_search). Rerunning the same command resumes: finished trials are not
+repeated. Results land in <directory>/search/: trials.jsonl,
+best_hyperparameters.json, objective.png, accuracy.png and TensorBoard
+HParams logs (logs/hparams).
+
+Several hosts: start the chief with --role=chief (it binds --chief_address,
+127.0.0.1 by default; use 0.0.0.0 or a host address to accept other hosts)
+and one --role=worker process per worker with the chief's address, all with
+the same flags otherwise (see README.md).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from autonet_tf import cli  # noqa: E402
+
+flags.DEFINE_string("space", "iris_mlp", "YAML space file, or iris_mlp, simple_cnn, "
+                    "darts_search (shipped with the package).")
+flags.DEFINE_enum("oracle", "weighted_random", ["weighted_random", "random", "grid", "bayesian"],
+                  "Search algorithm.")
+flags.DEFINE_integer("max_trials", 10, "Number of trials.")
+flags.DEFINE_string("objective", None, "Metric to optimise, NAME[:min|max] (default: the "
+                    "space's objective, else val_loss:min).")
+flags.DEFINE_string("directory", None, "Results directory (default runs/tune_<space>).")
+flags.DEFINE_integer("seed", 0, "Seed of the oracle and of every trial.")
+flags.DEFINE_string("dataset", None, "Dataset of the trials (mlp: iris, wine, breast_cancer, "
+                    "digits or a numeric .csv; image trials: as bin/search.py).")
+flags.DEFINE_integer("epochs_per_trial", 10, "Training epochs of each trial.")
+flags.DEFINE_string("trial", None, "What a trial trains (mlp, simple_cnn, darts_search, "
+                    "train_genotype); default: the space's 'trial'.")
+flags.DEFINE_integer("workers", 0, "Run this many local worker processes against one chief "
+                     "process (0: trials run in this process).")
+flags.DEFINE_enum("role", None, ["chief", "worker"], "Distributed role of this process "
+                  "(set by --workers, or by hand for several hosts).")
+flags.DEFINE_string("chief_address", "127.0.0.1", "Address the chief binds / workers connect to.")
+flags.DEFINE_integer("chief_port", 8000, "Port of the chief.")
+flags.DEFINE_string("worker_id", None, "Worker name for --role=worker (default tuner<pid>).")
+flags.DEFINE_integer("chief_timeout", 60, "Seconds a worker waits for the chief to answer.")
+flags.DEFINE_integer("worker_restarts", 2, "With --workers: restarts of a worker that dies.")
+FLAGS = flags.FLAGS
+
+
+def _free_port(address):
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_chief(address, port, timeout):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=2):
+                return
+        except OSError:
+            if time.time() > deadline:
+                cli.fail(f"cannot reach the chief at {address}:{port} after {timeout} s "
+                         f"(--chief_address/--chief_port; is the chief running?)")
+            time.sleep(0.5)
+
+
+def _spawn_local_cluster():
+    """--workers=N: one chief and N worker processes of this program; returns exit code.
+
+    A worker that dies (killed, crashed) is restarted under the same worker id,
+    up to --worker_restarts times: the chief hands a returning id its unfinished
+    trial again, so that trial is retried and nothing else is lost.
+    """
+    port = _free_port(FLAGS.chief_address)
+    argv = [a for a in sys.argv[1:] if not a.startswith(("--workers", "--role", "--chief_port"))]
+    base = [sys.executable, os.path.abspath(__file__), *argv, f"--chief_port={port}"]
+    chief = subprocess.Popen(base + ["--role=chief"])
+
+    def start(i):
+        return subprocess.Popen(base + ["--role=worker", f"--worker_id=tuner{i}"])
+
+    workers = {i: start(i) for i in range(FLAGS.workers)}
+    restarts = dict.fromkeys(workers, 0)
+    codes = {}
+    while len(codes) < len(workers):
+        time.sleep(0.5)
+        for i, proc in workers.items():
+            if i in codes or proc.poll() is None:
+                continue
+            if proc.returncode not in (0, 2) and restarts[i] < FLAGS.worker_restarts \
+                    and chief.poll() is None:
+                restarts[i] += 1
+                print(f"worker tuner{i} exited with code {proc.returncode}; restarting it "
+                      f"({restarts[i]}/{FLAGS.worker_restarts}); its trial runs again",
+                      flush=True)
+                workers[i] = start(i)
+            else:
+                codes[i] = proc.returncode
+    try:
+        chief.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        chief.terminate()
+        chief.wait()
+    bad = [c for c in codes.values() if c] + ([chief.returncode] if chief.returncode else [])
+    return bad[0] if bad else 0
+
+
+def main(argv):
+    del argv
+    for name in ("max_trials", "epochs_per_trial", "chief_timeout"):
+        if FLAGS[name].value <= 0:
+            cli.fail(f"--{name}={FLAGS[name].value} is invalid: expected an integer > 0")
+    if FLAGS.workers < 0:
+        cli.fail(f"--workers={FLAGS.workers} is invalid: expected an integer >= 0")
+    from autonet_tf.tuning import load_space
+    from autonet_tf.tuning.api import build_tuner, resolve_objective, summary_table
+    from autonet_tf.tuning.space import builtin_space_path
+
+    path = FLAGS.space
+    if not os.path.exists(path) and os.path.exists(builtin_space_path(path)):
+        path = builtin_space_path(path)
+    space = load_space(path)
+    trial = FLAGS.trial or space.trial
+    if trial is None:
+        cli.fail(f"--space={FLAGS.space!r} names no 'trial:' to run; pass --trial")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    directory = FLAGS.directory or os.path.join("runs", f"tune_{stem}")
+    if FLAGS.workers and FLAGS.role is None:
+        # Validate everything once in this process before starting others.
+        build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
+                    objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
+                    dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial)
+        sys.exit(_spawn_local_cluster())  # the chief prints the summary
+    else:
+        if FLAGS.role:
+            os.environ["KERASTUNER_ORACLE_IP"] = FLAGS.chief_address
+            os.environ["KERASTUNER_ORACLE_PORT"] = str(FLAGS.chief_port)
+            os.environ["KERASTUNER_TUNER_ID"] = (
+                "chief" if FLAGS.role == "chief" else FLAGS.worker_id or f"tuner{os.getpid()}")
+            if FLAGS.role == "worker":
+                _wait_for_chief(FLAGS.chief_address, FLAGS.chief_port, FLAGS.chief_timeout)
+        tuner = build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
+                            objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
+                            dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial)
+        tuner.search()
+        if FLAGS.role == "worker":
+            return
+    from autonet_tf.tuning.tuner import read_records
+
+    records = read_records(os.path.join(directory, "search"))
+    objective = resolve_objective(space, FLAGS.objective)
+    print(summary_table(records, objective.name))
+    best = result_of_records(records, objective)
+    if best is not None:
+        print(f"Best trial {best['trial_id']}: {objective.name}={best['objective']:.5g} "
+              f"{best['hyperparameters']}")
+    print(f"Results: {os.path.join(directory, 'search')}")
+
+
+def result_of_records(records, objective):
+    done = [r for r in records if r["objective"] is not None]
+    if not done:
+        return None
+    pick = min if objective.direction == "min" else max
+    return pick(done, key=lambda r: r["objective"])
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,224 @@
+"""Hyperparameter search: YAML spaces, the weighted random oracle, baselines, workers."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from autonet_tf.errors import UserInputError
+from autonet_tf.tuning import load_space, parse_space, tune
+from autonet_tf.tuning.oracles import anchor_probability, next_point, sample_near
+from autonet_tf.tuning.space import builtin_space_path
+from conftest import assert_one_line_error, run_bin
+
+SPACE = parse_space({
+    "lr": {"type": "float", "min": 1e-4, "max": 1e-1, "log": True},
+    "width": {"type": "float", "min": 0.0, "max": 3.0},
+    "units": {"type": "int", "min": 1, "max": 10},
+    "act": {"type": "choice", "values": ["relu", "tanh", "gelu", "elu"]},
+    "epochs": {"type": "fixed", "value": 7},
+})
+
+
+def quadratic(values, context):
+    """A deterministic objective: distance of (log lr, width, units) from a target."""
+    loss = ((math.log10(values["lr"]) + 2) ** 2 + (values["width"] - 2.2) ** 2
+            + (values["units"] - 8) ** 2 / 10 + (values["act"] != "gelu"))
+    context.report(1, {"val_loss": loss + 1.0, "val_accuracy": 0.0})
+    return {"val_loss": loss, "val_accuracy": 1.0 / (1.0 + loss)}
+
+
+def test_first_two_points_cut_the_diagonal_in_three():
+    first, second = SPACE.decode([1 / 3] * 4), SPACE.decode([2 / 3] * 4)
+    assert first["lr"] == pytest.approx(10 ** -3)  # log axis: 1e-4 * 1000^(1/3)
+    assert second["lr"] == pytest.approx(10 ** -2)
+    assert first["width"] == pytest.approx(1.0) and second["width"] == pytest.approx(2.0)
+    assert (first["units"], second["units"]) == (4, 7)  # 1 + 9/3, 1 + 18/3
+    assert (first["act"], second["act"]) == ("tanh", "gelu")  # nearest index 1, 2
+    assert first["epochs"] == second["epochs"] == 7
+
+
+def test_the_oracle_starts_at_one_third_and_two_thirds(tmp_path):
+    result = tune(quadratic, SPACE, max_trials=2, directory=str(tmp_path))
+    points = {r["trial_id"]: r["hyperparameters"] for r in result.records}
+    assert points["0"] == SPACE.decode([1 / 3] * 4)
+    assert points["1"] == SPACE.decode([2 / 3] * 4)
+
+
+@pytest.mark.parametrize("v1, v2, direction, expected", [
+    (1.0, 3.0, "min", 0.75), (3.0, 1.0, "max", 0.75), (0.0, 0.0, "min", 0.5),
+    (-3.0, -1.0, "min", 0.75), (-1.0, 2.0, "min", 1.0),
+])
+def test_anchor_probability(v1, v2, direction, expected):
+    assert anchor_probability(v1, v2, direction) == pytest.approx(expected)
+
+
+def test_next_point_nearest_best_frequency_matches_p1():
+    b1, b2 = np.array([0.2, 0.3, 0.5]), np.array([0.6, 0.4, 0.9])
+    rng = np.random.default_rng(0)
+    n, near_b1 = 4000, 0
+    lo = np.clip(np.minimum(b1, b2) - np.abs(b1 - b2) / 2, 0, 1)
+    hi = np.clip(np.maximum(b1, b2) + np.abs(b1 - b2) / 2, 0, 1)
+    for _ in range(n):
+        x, anchor, p1 = next_point(b1, b2, 1.0, 3.0, "min", rng)
+        assert np.all(x >= lo - 1e-12) and np.all(x <= hi + 1e-12)
+        closer_b1 = np.sum((x - b1) ** 2) < np.sum((x - b2) ** 2)
+        assert closer_b1 == (anchor == 0)
+        near_b1 += closer_b1
+    assert p1 == 0.75
+    sigma = math.sqrt(p1 * (1 - p1) / n)
+    assert abs(near_b1 / n - p1) < 4 * sigma
+
+
+def test_sample_near_coinciding_points_still_moves():
+    rng = np.random.default_rng(1)
+    x = sample_near([0.5, 0.5], [0.5, 0.5], 0, rng)
+    assert np.all(np.abs(x - 0.5) <= 0.1 + 1e-12)
+
+
+def test_nan_and_inf_never_anchor_and_failed_trials_are_recorded(tmp_path):
+    def flaky(values, context):
+        k = int(context.trial_id)
+        if k == 0:
+            return {"val_loss": float("nan")}
+        if k == 2:
+            raise RuntimeError("boom")
+        if k == 3:
+            return {"val_loss": float("inf")}
+        return quadratic(values, context)
+
+    result = tune(flaky, SPACE, max_trials=8, directory=str(tmp_path), seed=3)
+    by_id = {r["trial_id"]: r for r in result.records}
+    assert sorted(by_id, key=int) == [str(i) for i in range(8)]  # the search went on
+    for k in ("0", "2", "3"):
+        assert by_id[k]["status"] == "FAILED" and by_id[k]["objective"] is None
+    finite = [r for r in result.records if r["objective"] is not None]
+    assert result.best_objective == min(r["objective"] for r in finite)
+    # Trials 4.. were sampled around finite results only: none equals a failed point.
+    failed_points = [SPACE.encode(by_id[k]["hyperparameters"]) for k in ("0", "3")]
+    for k in range(5, 8):
+        point = SPACE.encode(by_id[str(k)]["hyperparameters"])
+        assert all(np.abs(np.subtract(point, f)).sum() > 0 for f in failed_points)
+
+
+def test_same_seed_same_sequence_also_across_a_resume(tmp_path):
+    whole = tune(quadratic, SPACE, max_trials=7, directory=str(tmp_path / "a"), seed=11)
+    tune(quadratic, SPACE, max_trials=4, directory=str(tmp_path / "b"), seed=11)
+    resumed = tune(quadratic, SPACE, max_trials=7, directory=str(tmp_path / "b"), seed=11)
+    def seq(result):
+        return [r["hyperparameters"] for r in sorted(result.records, key=lambda r: int(r["trial_id"]))]
+    assert len(seq(whole)) == 7 and seq(whole) == seq(resumed)
+    other = tune(quadratic, SPACE, max_trials=7, directory=str(tmp_path / "c"), seed=12)
+    assert seq(other)[:2] == seq(whole)[:2] and seq(other)[2:] != seq(whole)[2:]
+    d = resumed.directory
+    assert {"trials.jsonl", "best_hyperparameters.json", "objective.png",
+            "accuracy.png"} <= set(os.listdir(d))
+    assert len(os.listdir(os.path.join(d, "logs", "hparams"))) == 7
+    record = json.loads(open(os.path.join(d, "trials.jsonl")).readline())
+    assert record["epochs"]["val_loss"] == [pytest.approx(record["objective"] + 1.0)]
+
+
+@pytest.mark.parametrize("oracle", ["random", "grid", "bayesian"])
+def test_keras_tuner_baselines_run_on_the_same_space(oracle, tmp_path):
+    space = parse_space({"lr": {"type": "float", "min": 1e-4, "max": 1e-1, "log": True,},
+                         "width": {"type": "float", "min": 0.0, "max": 3.0, "step": 0.5},
+                         "units": {"type": "int", "min": 1, "max": 10},
+                         "act": {"type": "choice", "values": ["relu", "gelu"]}})
+    result = tune(quadratic, space, oracle=oracle, max_trials=4, directory=str(tmp_path))
+    assert len(result.records) == 4 and all(r["status"] == "COMPLETED" for r in result.records)
+    for r in result.records:
+        values = r["hyperparameters"]
+        assert 1e-4 <= values["lr"] <= 1e-1 and values["act"] in ("relu", "gelu")
+        assert values["width"] in np.arange(0, 3.01, 0.5)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("a: {type: real, min: 0, max: 1}", "parameter 'a': unknown type 'real'"),
+    ("a: {type: float, min: 2, max: 1}", "parameter 'a': min (2) > max (1)"),
+    ("a: {type: float, min: 0, max: 1, log: true}", "parameter 'a': log scale needs min > 0"),
+    ("a: {type: choice, values: []}", "parameter 'a': type choice needs a non-empty list"),
+    ("a: {type: int, min: 0, max: 1}\na: {type: int, min: 0, max: 2}", "duplicate parameter name 'a'"),
+    ("a: {type: int, min: 0.5, max: 3}", "parameter 'a': min must be an integer"),
+    ("a: {type: float, min: 0, max: 1, stepp: 2}", "parameter 'a': unknown key(s) ['stepp']"),
+    ("a: [1, 2", "invalid YAML"),
+])
+def test_yaml_validation_names_the_parameter_and_the_problem(tmp_path, text, fragment):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(UserInputError) as e:
+        load_space(str(path))
+    assert fragment in str(e.value) and str(path) in str(e.value)
+
+
+def test_shipped_spaces_load():
+    for name in ("iris_mlp", "simple_cnn", "darts_search"):
+        space = load_space(builtin_space_path(name))
+        assert space.trial and space.objective["name"]
+    cnn = load_space(builtin_space_path("simple_cnn"))
+    assert [p.name for p in cnn.params] == ["conv_layers", "numhidden", "dropout"]
+
+
+def test_chief_and_two_workers_finish_the_budget_once_each(tmp_path):
+    d = tmp_path / "tune"
+    proc = run_bin("tune.py", "--max_trials=5", "--epochs_per_trial=2", "--workers=2",
+                   f"--directory={d}", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(l) for l in open(d / "search" / "trials.jsonl")]
+    assert sorted(int(r["trial_id"]) for r in records) == [0, 1, 2, 3, 4]  # none lost, none twice
+    assert all(r["status"] == "COMPLETED" for r in records)
+    # Per-epoch accuracy reached the chief from the workers and was printed.
+    assert "[trial 0] epoch 2:" in proc.stdout and "val_accuracy=" in proc.stdout
+    assert all(len(r["epochs"]["val_accuracy"]) == 2 for r in records)
+    best = json.load(open(d / "search" / "best_hyperparameters.json"))
+    assert best["objective"]["value"] == min(r["objective"] for r in records)
+    assert "Best trial" in proc.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--oracle=annealing"], "--oracle"),
+    (["--space=missing.yaml"], "--space='missing.yaml': no such file"),
+    (["--objective=f1"], "say whether to minimise or maximise"),
+    (["--role=worker", "--chief_port=9", "--chief_timeout=2"], "cannot reach the chief at 127.0.0.1:9"),
+])
+def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
+    proc = run_bin("tune.py", f"--directory={tmp_path / 'run'}", *args)
+    assert_one_line_error(proc, fragment)
+
+
+def test_a_killed_worker_is_restarted_and_its_trial_runs_again(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    d = tmp_path / "tune"
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "bin", "tune.py"), "--max_trials=3",
+         "--epochs_per_trial=40", "--workers=2", f"--directory={d}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1"))
+    lines = []
+    for line in proc.stdout:  # wait until a worker is mid-trial
+        lines.append(line)
+        if "epoch 3:" in line:
+            break
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if f"--directory={d}" in cmdline and "--worker_id=tuner0" in cmdline:
+            pids.append(int(pid))
+    assert pids, "worker tuner0 not found"
+    os.kill(pids[0], signal.SIGKILL)
+    lines += proc.stdout.readlines()
+    assert proc.wait(timeout=600) == 0
+    text = "".join(lines)
+    assert "worker tuner0 exited with code -9; restarting it" in text
+    records = [json.loads(l) for l in open(d / "search" / "trials.jsonl")]
+    assert sorted(int(r["trial_id"]) for r in records) == [0, 1, 2]
+    assert all(r["status"] == "COMPLETED" for r in records)
