@@ -74,8 +74,9 @@ def test_next_point_nearest_best_frequency_matches_p1():
 
 def test_sample_near_coinciding_points_still_moves():
     rng = np.random.default_rng(1)
-    x = sample_near([0.5, 0.5], [0.5, 0.5], 0, rng)
-    assert np.all(np.abs(x - 0.5) <= 0.1 + 1e-12)
+    xs = [sample_near([0.5, 0.5], [0.5, 0.5], 0, rng) for _ in range(20)]
+    assert all(np.all(np.abs(x - 0.5) <= 0.1 + 1e-12) for x in xs)
+    assert len({tuple(x) for x in xs}) == 20
 
 
 def test_nan_and_inf_never_anchor_and_failed_trials_are_recorded(tmp_path):
@@ -180,6 +181,7 @@ def test_chief_and_two_workers_finish_the_budget_once_each(tmp_path):
     (["--oracle=annealing"], "--oracle"),
     (["--space=missing.yaml"], "--space='missing.yaml': no such file"),
     (["--objective=f1"], "say whether to minimise or maximise"),
+    (["--objective=val_auc"], "--objective='val_auc' is not a metric of the 'mlp' trial"),
     (["--role=worker", "--chief_port=9", "--chief_timeout=2"], "cannot reach the chief at 127.0.0.1:9"),
 ])
 def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):

@@ -26,7 +26,7 @@ import keras_tuner as kt
 from autonet_tf.errors import UserInputError
 from autonet_tf.tuning.oracles import create_oracle
 from autonet_tf.tuning.space import Space
-from autonet_tf.tuning.trials import get_trial
+from autonet_tf.tuning.trials import METRICS, get_trial
 from autonet_tf.tuning.tuner import BEST_FILE, RecordingMixin, TrialTuner
 
 PROJECT = "search"
@@ -66,14 +66,20 @@ def resolve_objective(space: Space, name: str | None = None) -> kt.Objective:
 
 def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_trials: int = 10,
                 objective: str | None = None, directory: str = "runs/tune", seed: int = 0,
-                dataset: str | None = None, epochs_per_trial: int = 5) -> TrialTuner:
+                dataset: str | None = None, epochs_per_trial: int = 5,
+                quiet: bool = False) -> TrialTuner:
     """The KerasTuner tuner (chief, worker or single process, from the environment)."""
     trial_fn = get_trial(trial) if isinstance(trial, str) else trial
     kt_objective = resolve_objective(space, objective)
+    if isinstance(trial, str) and kt_objective.name not in METRICS:
+        raise UserInputError(f"--objective={kt_objective.name!r} is not a metric of the "
+                             f"{trial!r} trial; expected one of {', '.join(METRICS)}")
     oracle_obj = create_oracle(oracle, space, kt_objective, max_trials, seed,
                                mixin=RecordingMixin,
                                max_consecutive_failed_trials=max_trials + 1)
     oracle_obj.verbose = 0
+    if quiet:  # no per-trial printing or plotting (benchmarks); records are still kept
+        oracle_obj.verbose_records = oracle_obj.summaries = False
     return TrialTuner(oracle_obj, trial_fn, dataset=dataset, epochs_per_trial=epochs_per_trial,
                       seed=seed, directory=directory, project_name=PROJECT)
 

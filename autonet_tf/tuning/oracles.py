@@ -6,8 +6,8 @@ distributed chief/worker mode are reused as they are):
 
 1. The first two trials sit at 1/3 and 2/3 of the diagonal of the unit cube
    (decoded: ints rounded, choices by nearest index).
-2. Every later trial takes the two best finite results b1 (better) and b2
-   with values v1, v2, picks anchor b1 with probability ``p1`` (minimised:
+2. Every later trial takes the two best finite results at distinct points,
+   b1 (better) and b2 with values v1, v2, picks anchor b1 with probability ``p1`` (minimised:
    ``v2 / (v1 + v2)``; maximised: ``v1 / (v1 + v2)``; 1/2 when both are 0),
    and samples uniformly from the box spanned by b1 and b2, widened on every
    side by half their distance and clipped to the cube, conditioned on being
@@ -63,8 +63,8 @@ def sample_near(b1, b2, anchor: int, rng: np.random.Generator, max_tries: int = 
     b1 = np.asarray(b1, np.float64)
     b2 = np.asarray(b2, np.float64)
     distance = np.abs(b1 - b2)
-    if not distance.any():
-        distance = np.full_like(b1, 0.2)
+    if not distance.any():  # nothing to be nearer to: uniform in a small box
+        return rng.uniform(np.clip(b1 - 0.1, 0.0, 1.0), np.clip(b1 + 0.1, 0.0, 1.0))
     lo = np.clip(np.minimum(b1, b2) - distance / 2, 0.0, 1.0)
     hi = np.clip(np.maximum(b1, b2) + distance / 2, 0.0, 1.0)
     near, far = (b1, b2) if anchor == 0 else (b2, b1)
@@ -99,16 +99,23 @@ class WeightedRandomOracle(kt.Oracle):
         self.space = space
 
     def _finite_results(self):
-        """[(point, value)] of completed trials with a finite score, best first."""
-        results = []
+        """[(point, value)] of completed trials with a finite score, best first.
+
+        A point evaluated twice (steps, ints and choices make repeats likely)
+        appears once, so b1 and b2 are always two distinct points.
+        """
+        results = {}
         for trial in self.trials.values():
             if trial.status != trial_module.TrialStatus.COMPLETED or trial.score is None:
                 continue
             score = float(trial.score)
             if math.isfinite(score):
-                results.append((self.space.encode(trial.hyperparameters.values), score))
-        results.sort(key=lambda r: r[1], reverse=self.objective.direction == "max")
-        return results
+                point = tuple(self.space.encode(trial.hyperparameters.values))
+                better = (min if self.objective.direction == "min" else max)
+                results[point] = better(score, results.get(point, score))
+        ordered = sorted(results.items(), key=lambda r: r[1],
+                         reverse=self.objective.direction == "max")
+        return [(list(p), v) for p, v in ordered]
 
     def populate_space(self, trial_id):
         index = int(trial_id)

@@ -195,6 +195,9 @@ def train_genotype_trial(values: dict, context: TrialContext) -> dict:
             "accuracy": history[-1].get("train_accuracy", math.nan)}
 
 
+#: Metrics every built-in trial returns (any of them can be the objective).
+METRICS = ("val_loss", "val_accuracy", "loss", "accuracy")
+
 TRIALS = {"mlp": mlp_trial, "simple_cnn": simple_cnn_trial,
           "darts_search": darts_search_trial, "train_genotype": train_genotype_trial}
 

@@ -46,6 +46,8 @@ class RecordingMixin:
     """Chief-side recording of every trial's epochs and outcome (see the module docstring)."""
 
     accuracy_metric = "val_accuracy"
+    verbose_records = True  # print each epoch report and each ended trial
+    summaries = True  # best JSON, plots, HParams after every trial (off: call write_summaries)
 
     def _records_path(self):
         return os.path.join(self._project_dir, TRIALS_FILE)
@@ -60,7 +62,7 @@ class RecordingMixin:
         final = FINAL_MARK in metrics
         metrics = {k: float(v) for k, v in metrics.items() if k != FINAL_MARK}
         result = super().update_trial(trial_id, metrics, step=step)
-        if not final:
+        if not final and self.verbose_records:
             shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
                              if isinstance(v, (int, float)))
             print(f"[trial {trial_id}] epoch {step}: {shown}", flush=True)
@@ -112,9 +114,11 @@ class RecordingMixin:
                            "".join(json.dumps(r) + "\n" for r in records))
         status = "FAILED" if record["objective"] is None else (
             f"{self.objective.name}={record['objective']:.5g}")
-        print(f"[trial {trial.trial_id}] {status} in {record['seconds']:.1f} s "
-              f"{record['hyperparameters']}", flush=True)
-        write_summaries(self, records)
+        if self.verbose_records:
+            print(f"[trial {trial.trial_id}] {status} in {record['seconds']:.1f} s "
+                  f"{record['hyperparameters']}", flush=True)
+        if self.summaries:
+            write_summaries(self, records)
 
     @kt.synchronized
     def create_trial(self, tuner_id):
