@@ -89,8 +89,10 @@ def main(argv):
                 d = os.path.join(FLAGS.directory, task, oracle, str(seed))
                 shutil.rmtree(d, ignore_errors=True)
                 started = time.time()
+                # Seeds far apart: KerasTuner's random sampling walks seed, seed+1,
+                # ..., so consecutive seeds would give shifted copies of one sequence.
                 result = tune(trial, space, oracle=oracle, max_trials=budget, directory=d,
-                              seed=seed + 1, epochs_per_trial=FLAGS.epochs_per_trial,
+                              seed=1000 * (seed + 1), epochs_per_trial=FLAGS.epochs_per_trial,
                               quiet=True)
                 seconds.append(time.time() - started)
                 done = [r["objective"] for r in result.records if r["objective"] is not None]

@@ -224,3 +224,26 @@ def test_a_killed_worker_is_restarted_and_its_trial_runs_again(tmp_path):
     records = [json.loads(l) for l in open(d / "search" / "trials.jsonl")]
     assert sorted(int(r["trial_id"]) for r in records) == [0, 1, 2]
     assert all(r["status"] == "COMPLETED" for r in records)
+
+
+def test_image_and_darts_trials_run_through_the_tuner(tmp_path):
+    cnn = tune("simple_cnn", load_space(builtin_space_path("simple_cnn")), max_trials=2,
+               directory=str(tmp_path / "cnn"), epochs_per_trial=2, objective="val_accuracy")
+    assert [r["status"] for r in cnn.records] == ["COMPLETED"] * 2
+    assert all(0 <= r["objective"] <= 1 for r in cnn.records)
+    # A DARTS search per trial: the objective is the supernet's validation loss.
+    darts = parse_space({"arch_learning_rate": {"type": "float", "min": 1e-4, "max": 1e-2,
+                                                "log": True},
+                         "layers": {"type": "fixed", "value": 2},
+                         "init_channels": {"type": "fixed", "value": 4},
+                         "steps": {"type": "fixed", "value": 2},
+                         "multiplier": {"type": "fixed", "value": 2},
+                         "batch_size": {"type": "fixed", "value": 16},
+                         "max_steps_per_epoch": {"type": "fixed", "value": 2}})
+    result = tune("darts_search", darts, max_trials=2, directory=str(tmp_path / "darts"),
+                  epochs_per_trial=1)
+    for r in result.records:
+        assert r["status"] == "COMPLETED" and math.isfinite(r["objective"])
+        assert r["epochs"]["val_loss"] == [pytest.approx(r["objective"])]
+    first = sorted(result.records, key=lambda r: int(r["trial_id"]))[0]
+    assert first["hyperparameters"]["arch_learning_rate"] == pytest.approx(10 ** (-4 + 2 / 3))
