@@ -80,12 +80,15 @@ def main(argv):
         train_config = cli_flags.train_config(
             "train_", config.data, os.path.join(config.model_dir, "train"),
             os.path.join(config.model_dir, "genotype.json"), config.seed)
-    from autonet_tf.distribute.strategy import prepare_devices
+    from autonet_tf.distribute.strategy import create_strategy, prepare_devices
 
     prepare_devices(config.strategy, config.num_devices)
     from autonet_tf.search import run_search
 
-    result = run_search(config)
+    # One strategy for both stages: two MirroredStrategy objects in one
+    # process mix up their collective-op keys (synchronised BatchNorm fails).
+    strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
+    result = run_search(config, strategy=strategy)
     print(f"Final genotype: {result.genotype}")
     print(f"Run directory: {result.model_dir}")
     if train_config is None:
@@ -94,7 +97,7 @@ def main(argv):
 
     print(f"Training the discovered network from scratch ({train_config.epochs} epochs)",
           flush=True)
-    trained = run_train(train_config, genotype=result.genotype)
+    trained = run_train(train_config, strategy=strategy, genotype=result.genotype)
     print(f"Test accuracy: {trained.test_accuracy:.4f} (loss {trained.test_loss:.4f}), "
           f"{trained.parameters:,} parameters")
     if trained.export_dir:

@@ -110,3 +110,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, script, make_args, fragments
     proc = run_bin(script, *run_dir, *make_args(tmp_path))
     assert_one_line_error(proc, *fragments)
     assert not d.exists(), "bad input must not leave a run directory behind"
+
+
+def test_training_under_mirrored_strategy_from_the_cli(tmp_path):
+    # A fresh process must split its CPU into 2 devices before TensorFlow starts.
+    d = tmp_path / "run"
+    proc = run_bin("train.py", "--genotype=DARTS_V2", f"--model_dir={d}",
+                   "--strategy=mirrored", "--num_devices=2", "--epochs=1", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.load(open(d / "result.json"))
+    assert result["epochs"] == 1 and np.isfinite(result["test_loss"])
+    assert (d / "export" / "saved_model" / "saved_model.pb").exists()

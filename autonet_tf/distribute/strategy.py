@@ -108,6 +108,13 @@ def prepare_devices(strategy: str, num_devices: int | None) -> None:
         return
     if tf.config.list_physical_devices("GPU"):
         return
-    if len(tf.config.list_logical_devices("CPU")) >= num_devices:
-        return
-    split_cpu(num_devices)
+    # Listing LOGICAL devices would initialise the runtime and forbid the
+    # split, so try the split first and look only if it is refused.
+    try:
+        split_cpu(num_devices)
+    except RuntimeError:
+        available = len(tf.config.list_logical_devices("CPU"))
+        if available < num_devices:
+            raise UserInputError(
+                f"--strategy=mirrored --num_devices={num_devices}: TensorFlow already runs "
+                f"with {available} CPU device(s) and cannot be split any more") from None

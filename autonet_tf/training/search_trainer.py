@@ -177,7 +177,7 @@ class SearchTrainer(EpochLoop):
         alphas = self.softmax_alphas()
         with self.writer("train").as_default(step=step):
             tf.summary.scalar("arch_learning_rate",
-                              float(self.arch_optimizer.learning_rate))
+                              float(keras.ops.convert_to_numpy(self.arch_optimizer.learning_rate)))
             for cell in ("normal", "reduce"):
                 weights = np.asarray(alphas[cell])
                 for k, op in enumerate(alphas["primitives"]):
