@@ -156,24 +156,16 @@ def main(argv):
         tuner.search()
         if FLAGS.role == "worker":
             return
-    from autonet_tf.tuning.tuner import read_records
+    from autonet_tf.tuning.tuner import best_record, read_records
 
     records = read_records(os.path.join(directory, "search"))
     objective = resolve_objective(space, FLAGS.objective)
     print(summary_table(records, objective.name))
-    best = result_of_records(records, objective)
+    best = best_record(records, objective.direction)
     if best is not None:
         print(f"Best trial {best['trial_id']}: {objective.name}={best['objective']:.5g} "
               f"{best['hyperparameters']}")
     print(f"Results: {os.path.join(directory, 'search')}")
-
-
-def result_of_records(records, objective):
-    done = [r for r in records if r["objective"] is not None]
-    if not done:
-        return None
-    pick = min if objective.direction == "min" else max
-    return pick(done, key=lambda r: r["objective"])
 
 
 if __name__ == "__main__":

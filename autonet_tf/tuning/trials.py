@@ -157,6 +157,13 @@ def _config_fields(cls, values: dict, skip=()) -> dict:
     return {k: v for k, v in values.items() if k in names}
 
 
+def _report_history(context: TrialContext, history: list[dict]) -> None:
+    """Sends an EpochLoop history (one record per epoch) to the chief, epoch by epoch."""
+    for row in history:
+        context.report(row["epoch"], {"val_loss": row["val_loss"],
+                                      "val_accuracy": row["val_accuracy"]})
+
+
 def darts_search_trial(values: dict, context: TrialContext) -> dict:
     from autonet_tf.configs import DataConfig, SearchConfig
     from autonet_tf.search import run_search
@@ -168,9 +175,7 @@ def darts_search_trial(values: dict, context: TrialContext) -> dict:
     config.validate()
     result = run_search(config)
     history = result.history or [{}]
-    for row in history:
-        context.report(row["epoch"], {"val_loss": row["val_loss"],
-                                      "val_accuracy": row["val_accuracy"]})
+    _report_history(context, history)
     last = history[-1]
     return {"val_loss": last["val_loss"], "val_accuracy": last["val_accuracy"],
             "loss": last["train_loss"], "accuracy": last["train_accuracy"]}
@@ -187,9 +192,7 @@ def train_genotype_trial(values: dict, context: TrialContext) -> dict:
                          model_dir=context.directory)
     result = run_train(config)
     history = result.history or [{}]
-    for row in history:
-        context.report(row["epoch"], {"val_loss": row["val_loss"],
-                                      "val_accuracy": row["val_accuracy"]})
+    _report_history(context, history)
     return {"val_loss": result.test_loss, "val_accuracy": result.test_accuracy,
             "loss": history[-1].get("train_loss", math.nan),
             "accuracy": history[-1].get("train_accuracy", math.nan)}

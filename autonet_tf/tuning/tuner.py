@@ -139,13 +139,20 @@ def read_records(project_dir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def best_record(records: list[dict], direction: str) -> dict | None:
+    """The finished trial with the best objective (None when no trial finished)."""
+    done = [r for r in records if r["objective"] is not None]
+    if not done:
+        return None
+    return (min if direction == "min" else max)(done, key=lambda r: r["objective"])
+
+
 def write_summaries(oracle, records: list[dict]) -> None:
     """best_hyperparameters.json, the two plots and the HParams logs."""
     d = oracle._project_dir
     direction = oracle.objective.direction
-    done = [r for r in records if r["objective"] is not None]
-    if done:
-        best = (min if direction == "min" else max)(done, key=lambda r: r["objective"])
+    best = best_record(records, direction)
+    if best is not None:
         run_dir.write_json(os.path.join(d, BEST_FILE), {
             "trial_id": best["trial_id"], "objective": {
                 "name": oracle.objective.name, "direction": direction,
