@@ -214,3 +214,153 @@ class TrainConfig:
     to_dict = _to_dict
     to_json = _to_json
     from_dict = classmethod(_from_dict)
+
+
+# --------------------------------------------------------------------------- RNN
+@dataclasses.dataclass
+class TextDataConfig:
+    """Where the corpus comes from.
+
+    dataset: 'synthetic' (generated in memory, offline), 'ptb' (with
+      ``data_dir``) or a directory with train.txt, valid.txt and test.txt.
+    """
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+
+    def validate(self) -> None:
+        _check(isinstance(self.dataset, str) and self.dataset.strip() != "", "dataset",
+               self.dataset, "'synthetic', 'ptb' or a corpus directory")
+
+
+def _rnn_from_dict(cls, data: dict):
+    data = dict(data)
+    data["data"] = TextDataConfig(**data.get("data", {}))
+    return cls(**data)
+
+
+def _validate_rnn_common(config) -> None:
+    """Checks the fields the recurrent search and training configs share."""
+    config.data.validate()
+    for name in ("epochs", "batch_size", "eval_batch_size", "bptt", "emsize", "nhid",
+                 "checkpoint_every", "log_every"):
+        _positive(name, getattr(config, name))
+    _check(config.emsize == config.nhid, "emsize", config.emsize,
+           f"equal to --nhid ({config.nhid}): the decoder shares the embedding matrix")
+    for name in ("learning_rate", "grad_clip"):
+        _positive(name, getattr(config, name), integer=False)
+    for name in ("weight_decay", "tar_beta"):
+        _non_negative(name, getattr(config, name))
+    for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
+        value = getattr(config, name)
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool)
+               and 0 <= value < 1, name, value, "a rate in [0, 1)")
+    _check(isinstance(config.max_seq_len_delta, int) and config.max_seq_len_delta >= 0,
+           "max_seq_len_delta", config.max_seq_len_delta, "an integer >= 0")
+    _validate_runtime(config)
+
+
+@dataclasses.dataclass
+class RNNSearchConfig:
+    """DARTS recurrent-cell search; defaults are the reference ``rnn/train_search.py``."""
+
+    data: TextDataConfig = dataclasses.field(default_factory=TextDataConfig)
+    model_dir: str = "runs/search_rnn"
+    order: str = "first"  # --unrolled gives second order
+    epochs: int = 50  # --epochs
+    batch_size: int = 256  # --batch_size (global)
+    eval_batch_size: int = 10  # eval_batch_size
+    bptt: int = 35  # --bptt
+    variable_bptt: bool = True  # seq_len ~ N(bptt, 5), bptt/2 with p 0.05
+    max_seq_len_delta: int = 20  # --max_seq_len_delta
+    emsize: int = 300  # --emsize
+    nhid: int = 300  # --nhid
+    steps: int = 8  # STEPS
+    learning_rate: float = 20.0  # --lr (SGD)
+    grad_clip: float = 0.25  # --clip
+    weight_decay: float = 5e-7  # --wdecay
+    dropout: float = 0.75  # --dropout (cell output)
+    dropouth: float = 0.25  # --dropouth (hidden state)
+    dropoutx: float = 0.75  # --dropoutx (cell input)
+    dropouti: float = 0.2  # --dropouti (embedding output)
+    dropoute: float = 0.0  # --dropoute (embedding rows)
+    tar_beta: float = 1e-3  # --beta (temporal activation regularisation)
+    arch_learning_rate: float = 3e-3  # --arch_lr
+    arch_weight_decay: float = 1e-3  # --arch_wdecay
+    arch_beta_1: float = 0.9  # torch Adam defaults in rnn/architect.py
+    arch_beta_2: float = 0.999
+    alpha_init_scale: float = 1e-3  # 1e-3 * randn
+    unrolled_epsilon: float = 0.01  # R = 0.01 / ||v||
+    seed: int = 3  # --seed
+    strategy: str = "default"
+    num_devices: int | None = None
+    tpu: str | None = None
+    jit_compile: bool = False
+    checkpoint_every: int = 200
+    max_steps_per_epoch: int | None = None
+    log_every: int = 10
+    progress: bool = True
+
+    def validate(self) -> None:
+        _check(self.order in ("first", "second"), "order", self.order, "'first' or 'second'")
+        _positive("steps", self.steps)
+        for name in ("arch_learning_rate", "unrolled_epsilon"):
+            _positive(name, getattr(self, name), integer=False)
+        for name in ("arch_weight_decay", "alpha_init_scale"):
+            _non_negative(name, getattr(self, name))
+        for name in ("arch_beta_1", "arch_beta_2"):
+            value = getattr(self, name)
+            _check(isinstance(value, (int, float)) and 0 <= value < 1, name, value,
+                   "a number in [0, 1)")
+        _validate_rnn_common(self)
+
+    to_dict = _to_dict
+    to_json = _to_json
+    from_dict = classmethod(_rnn_from_dict)
+
+
+@dataclasses.dataclass
+class RNNTrainConfig:
+    """Training a recurrent cell from scratch; defaults are the reference ``rnn/train.py``."""
+
+    data: TextDataConfig = dataclasses.field(default_factory=TextDataConfig)
+    genotype: str = "DARTS_V2"
+    model_dir: str = "runs/train_rnn"
+    epochs: int = 8000  # --epochs (ASGD takes over long before)
+    batch_size: int = 64  # --batch_size
+    eval_batch_size: int = 10
+    bptt: int = 35
+    variable_bptt: bool = True
+    max_seq_len_delta: int = 20
+    emsize: int = 850  # --emsize
+    nhid: int = 850  # --nhid
+    learning_rate: float = 20.0  # --lr
+    grad_clip: float = 0.25  # --clip
+    weight_decay: float = 8e-7  # --wdecay
+    dropout: float = 0.75
+    dropouth: float = 0.25
+    dropoutx: float = 0.75
+    dropouti: float = 0.2
+    dropoute: float = 0.1
+    tar_beta: float = 1e-3
+    nonmono: int = 5  # switch to averaged SGD when val loss > min of all but the last 5
+    seed: int = 1267  # --seed
+    strategy: str = "default"
+    num_devices: int | None = None
+    tpu: str | None = None
+    jit_compile: bool = False
+    checkpoint_every: int = 200
+    max_steps_per_epoch: int | None = None
+    log_every: int = 10
+    progress: bool = True
+    export: bool = True
+
+    def validate(self) -> None:
+        _check(isinstance(self.genotype, str) and self.genotype.strip() != "", "genotype",
+               self.genotype, "a published name (DARTS_V1, DARTS_V2), a file or JSON")
+        _positive("nonmono", self.nonmono)
+        _validate_rnn_common(self)
+
+    to_dict = _to_dict
+    to_json = _to_json
+    from_dict = classmethod(_rnn_from_dict)

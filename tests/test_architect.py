@@ -75,12 +75,12 @@ def _rel_err(a, b):
 
 def test_second_order_matches_exact_unrolled_gradient(float64):
     model, opt, grads, architect, train, val = _setup("second")
-    _, approx = architect.gradients(train, val)
+    _, approx, _ = architect.gradients(train, val)
     exact = _exact_unrolled_gradient(grads, architect, opt, train, val)
     assert _rel_err(approx, exact) < 1e-4
     # The Hessian term matters here: the first-order gradient is far off.
-    _, first = Architect(grads, architect.weight_variables, architect.arch_variables, opt,
-                         "first").gradients(train, val)
+    _, first, _ = Architect(grads, architect.weight_variables, architect.arch_variables, opt,
+                            "first").gradients(train, val)
     assert _rel_err(first, exact) > 1e-2
 
 
@@ -103,7 +103,7 @@ def test_finite_difference_hvp_matches_nested_tapes(float64):
 
 def test_first_order_is_grad_alpha_of_validation_loss():
     model, opt, grads, architect, train, val = _setup("first")
-    loss, approx = architect.gradients(train, val)
+    loss, approx, _ = architect.gradients(train, val)
     with tf.GradientTape() as tape:
         logits = model(val[0], training=True)
         expected_loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(

@@ -270,8 +270,13 @@ PUBLISHED = {"DARTS_V1": DARTS_V1, "DARTS_V2": DARTS_V2, "DARTS": DARTS_V2}
 
 def load_genotype(spec: str) -> Genotype:
     """A published name (DARTS_V1, DARTS_V2), a JSON/text file path, or inline text."""
-    if spec in PUBLISHED:
-        return PUBLISHED[spec]
+    return load_spec(spec, PUBLISHED, Genotype.from_string, ("{", "Genotype("))
+
+
+def load_spec(spec: str, published: dict, parse, inline_prefixes: tuple[str, ...]):
+    """A published name, a file holding genotype text, or inline genotype text."""
+    if spec in published:
+        return published[spec]
     if os.path.isfile(spec):
         try:
             with open(spec, encoding="utf-8") as f:
@@ -279,12 +284,12 @@ def load_genotype(spec: str) -> Genotype:
         except (OSError, UnicodeDecodeError) as e:
             raise UserInputError(f"--genotype: cannot read {spec!r}: {e}") from None
         try:
-            return Genotype.from_string(text)
+            return parse(text)
         except UserInputError as e:
             raise UserInputError(f"{spec}: {e}") from None
     stripped = spec.strip()
-    if stripped.startswith(("{", "Genotype(")):
-        return Genotype.from_string(stripped)
+    if stripped.startswith(inline_prefixes):
+        return parse(stripped)
     raise UserInputError(
         f"--genotype: {spec!r} is neither a file, a published name "
-        f"({', '.join(sorted(PUBLISHED))}) nor genotype JSON")
+        f"({', '.join(sorted(published))}) nor genotype JSON")

@@ -20,6 +20,14 @@ Second order (reference ``architect.py``, DESIGN.md section 3):
 2. ``g_a = grad_a L_val(w', a)``, ``v = grad_w' L_val(w', a)``.
 3. ``R = eps / ||v||``, ``h = (grad_a L_train(w + R v, a) - grad_a L_train(w - R v, a)) / (2 R)``.
 4. ``grad_a = g_a - xi * h``.
+
+The recurrent search (reference ``rnn/architect.py``) clips the training
+gradient of the virtual step to the weights' clip norm (``virtual_clip``):
+``w' = w - xi * (c * grad_w L_train + wd * w)`` with ``c = min(1, clip /
+||grad||)`` held constant, so the implicit term becomes ``xi * c * h``. (The
+reference multiplies by ``clip / ||grad||`` even when it exceeds 1, and also
+clips ``v``; here ``c`` is capped at 1 and ``v`` is the exact gradient, so
+the result is the derivative of the virtual step that is taken.)
 """
 
 from __future__ import annotations
@@ -121,10 +129,13 @@ class Architect:
         virtual step.
       order: 'first' or 'second'.
       epsilon: R = epsilon / ||v|| (reference: 0.01).
+      virtual_clip: clip norm of the training gradient in the virtual step
+        (recurrent search: the weights' clip, 0.25); None: no clipping (CNN).
     """
 
     def __init__(self, gradients: StatelessGradients, weight_variables, arch_variables,
-                 weight_optimizer, order: str = "first", epsilon: float = 0.01):
+                 weight_optimizer, order: str = "first", epsilon: float = 0.01,
+                 virtual_clip: float | None = None):
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got {order!r}")
         self.grads = gradients
@@ -133,6 +144,7 @@ class Architect:
         self.weight_optimizer = weight_optimizer
         self.order = order
         self.epsilon = epsilon
+        self.virtual_clip = virtual_clip
 
     def values(self):
         """Current (weights, alphas) as tensors."""
@@ -151,19 +163,32 @@ class Architect:
         return out
 
     def gradients(self, train_batch, val_batch):
-        """Returns (validation loss, list of alpha gradients), summed over replicas."""
+        """Returns (validation loss, alpha gradients summed over replicas, outputs).
+
+        ``outputs`` are the model outputs of the validation pass (at ``w``
+        for first order, at ``w'`` for second order), e.g. the next hidden
+        state of a recurrent model.
+        """
         weights, alphas = self.values()
         if self.order == "first":
-            loss, _, g_alpha, _, _ = self.grads(weights, alphas, val_batch)
-            return loss, all_reduce_sum(g_alpha)
+            loss, _, g_alpha, outputs, _ = self.grads(weights, alphas, val_batch)
+            return loss, all_reduce_sum(g_alpha), outputs
         lr = tf.convert_to_tensor(self.weight_optimizer.learning_rate)
         _, g_train, _, _, _ = self.grads(weights, alphas, train_batch)
-        unrolled = self.virtual_weights(weights, all_reduce_sum(g_train), lr)
-        val_loss, v, g_alpha, _, _ = self.grads(unrolled, alphas, val_batch)
+        g_train = all_reduce_sum(g_train)
+        scale = lr
+        if self.virtual_clip:
+            norm = tf.linalg.global_norm(g_train)
+            g_train, _ = tf.clip_by_global_norm(g_train, self.virtual_clip, use_norm=norm)
+            scale = lr * tf.cast(self.virtual_clip / tf.maximum(norm, self.virtual_clip),
+                                 lr.dtype)
+        unrolled = self.virtual_weights(weights, g_train, lr)
+        val_loss, v, g_alpha, outputs, _ = self.grads(unrolled, alphas, val_batch)
         reduced = all_reduce_sum(list(g_alpha) + list(v))
         g_alpha, v = reduced[:len(alphas)], reduced[len(alphas):]
         hessian = self.hessian_vector_product(weights, alphas, v, train_batch)
-        return val_loss, [g - tf.cast(lr, g.dtype) * h for g, h in zip(g_alpha, hessian)]
+        return (val_loss, [g - tf.cast(scale, g.dtype) * h for g, h in zip(g_alpha, hessian)],
+                outputs)
 
     def hessian_vector_product(self, weights, alphas, vector, train_batch):
         """Central finite difference of grad_alpha L_train along ``vector``.

@@ -7,12 +7,16 @@ TensorBoard writers, ``history.jsonl``, a Keras progress bar per epoch and
 the stop on a non-finite loss. A trainer subclass supplies
 
 * ``epoch_iterators(epoch, skip)``: the iterators ``train_step`` takes;
-* ``train_step(*iterators)``: a ``tf.function`` returning summed metrics,
-  at least ``loss`` and ``correct`` (plus anything else to average);
+* ``train_step(*iterators)``: returns summed metrics, at least ``loss``
+  and, for classifiers, ``correct`` (plus anything else to average);
 * ``begin_epoch(epoch)``: sets per-epoch values (learning rate, ...) and
   returns them as a dict for the log line;
 * ``end_epoch(epoch, record)``: evaluates, writes epoch outputs and returns
   the extra fields of the epoch's history record.
+
+``metric`` says what a trainer reports besides the loss: ``accuracy``
+(classifiers, from ``correct``) or ``perplexity`` (language models,
+``exp(loss)``).
 """
 
 from __future__ import annotations
@@ -91,6 +95,13 @@ class EpochLoop:
 
     #: per-step metrics averaged over the epoch besides loss/accuracy
     extra_metrics: tuple[str, ...] = ()
+    #: 'accuracy' or 'perplexity'
+    metric: str = "accuracy"
+
+    def _metric_value(self, loss: float, correct: float, count: int) -> float:
+        if self.metric == "perplexity":
+            return math.exp(min(loss, 700.0))
+        return correct / (count * self.batch_size)
 
     def _init_strategy(self, strategy, batch_size: int, strategy_name: str):
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -209,7 +220,8 @@ class EpochLoop:
     def _log_step(self, out: dict, global_step: int):
         with self.writer("train").as_default(step=global_step):
             tf.summary.scalar("loss", out["loss"])
-            tf.summary.scalar("accuracy", out["correct"] / self.batch_size)
+            tf.summary.scalar(self.metric,
+                              self._metric_value(out["loss"], out.get("correct", 0.0), 1))
             for k in self.extra_metrics:
                 tf.summary.scalar(k, out[k])
 
@@ -224,6 +236,7 @@ class EpochLoop:
                       flush=True)
         history = self._read_history(start_epoch) if self.chief else []
         averaged = ("loss",) + tuple(self.extra_metrics)
+        short = {"accuracy": "acc", "perplexity": "ppl"}[self.metric]
         for epoch in range(start_epoch, self.epochs):
             settings = self.begin_epoch(epoch)
             skip = start_step if epoch == start_epoch else 0
@@ -233,7 +246,7 @@ class EpochLoop:
                 shown = ", ".join(f"{k} {v:.5g}" for k, v in settings.items())
                 print(f"Epoch {epoch + 1}/{self.epochs} ({shown})", flush=True)
                 bar = keras.utils.Progbar(self.steps_per_epoch,
-                                          stateful_metrics=("acc",) + averaged)
+                                          stateful_metrics=(short,) + averaged)
                 if skip:
                     bar.update(skip)
             sums = dict.fromkeys(averaged + ("correct",), 0.0)
@@ -247,12 +260,13 @@ class EpochLoop:
                         f"stopped, the last good checkpoint "
                         f"{self.manager.latest_checkpoint} was kept")
                 for k in sums:
-                    sums[k] += out[k]
+                    sums[k] += out.get(k, 0.0)
                 done = step + 1 - skip
                 global_step = epoch * self.steps_per_epoch + step + 1
                 if bar is not None:
                     bar.update(step + 1, [("loss", sums["loss"] / done),
-                                          ("acc", sums["correct"] / (done * self.batch_size))]
+                                          (short, self._metric_value(
+                                              sums["loss"] / done, sums["correct"], done))]
                                + [(k, sums[k] / done) for k in self.extra_metrics])
                 if self.chief and global_step % self.log_every == 0:
                     self._log_step(out, global_step)
@@ -260,7 +274,8 @@ class EpochLoop:
                     self._save(epoch, step + 1)
             done = max(self.steps_per_epoch - skip, 1)
             record = {"epoch": epoch + 1, "train_loss": sums["loss"] / done,
-                      "train_accuracy": sums["correct"] / (done * self.batch_size)}
+                      f"train_{self.metric}": self._metric_value(
+                          sums["loss"] / done, sums["correct"], done)}
             record.update({k: sums[k] / done for k in self.extra_metrics})
             record.update(settings)
             global_step = (epoch + 1) * self.steps_per_epoch
@@ -269,12 +284,12 @@ class EpochLoop:
             if self.chief:
                 with self.writer("train").as_default(step=global_step):
                     tf.summary.scalar("epoch_loss", record["train_loss"])
-                    tf.summary.scalar("epoch_accuracy", record["train_accuracy"])
+                    tf.summary.scalar(f"epoch_{self.metric}", record[f"train_{self.metric}"])
                     for k, v in settings.items():
                         tf.summary.scalar(k, v)
                 with self.writer("val").as_default(step=global_step):
                     tf.summary.scalar("epoch_loss", record["val_loss"])
-                    tf.summary.scalar("epoch_accuracy", record["val_accuracy"])
+                    tf.summary.scalar(f"epoch_{self.metric}", record[f"val_{self.metric}"])
                 self.flush_writers()
                 self._write_history(record, history)
                 self.write_epoch_outputs(epoch + 1, record)
@@ -291,7 +306,7 @@ class EpochLoop:
         raise NotImplementedError
 
     def end_epoch(self, epoch: int, global_step: int) -> dict:
-        """Returns at least ``val_loss`` and ``val_accuracy``."""
+        """Returns at least ``val_loss`` and ``val_<metric>``."""
         raise NotImplementedError
 
     def write_epoch_outputs(self, epoch: int, record: dict) -> None:

@@ -124,7 +124,7 @@ class SearchTrainer(EpochLoop):
 
     def _replica_step(self, train_batch, val_batch):
         cfg = self.config
-        val_loss, arch_grads = self.architect.gradients(train_batch, val_batch)
+        val_loss, arch_grads, _ = self.architect.gradients(train_batch, val_batch)
         if cfg.arch_weight_decay:
             arch_grads = [g + cfg.arch_weight_decay * tf.convert_to_tensor(a.value)
                           for g, a in zip(arch_grads, self.arch_variables)]

@@ -1,0 +1,160 @@
+"""What the recurrent search and the recurrent training share.
+
+:class:`LanguageModelLoop` (an :class:`~autonet_tf.training.loop.EpochLoop`
+reporting perplexity) owns the corpus rows, the per-epoch window schedule,
+the persistent hidden states and the perplexity evaluation:
+
+* the training stream is cut into ``batch_size`` rows (reference
+  ``batchify``); each step reads the next window of the schedule
+  (:func:`autonet_tf.data.text.window_schedule`) and the learning rate is
+  scaled by ``seq_len / bptt`` for that step, as the reference does;
+* hidden states persist from window to window in non-trainable variables of
+  shape (global batch, nhid) (truncated BPTT: no gradient flows into the
+  previous window) and are part of the checkpoint, so a killed run resumes
+  mid-epoch exactly; they are reset at the start of every epoch;
+* under a multi-replica strategy every replica takes the rows
+  ``[r * b, (r + 1) * b)`` of each window (``b = batch / replicas``), reads
+  the same rows of the hidden state, and the new rows are all-gathered back,
+  so every replica holds the whole state;
+* perplexity = exp(mean next-token NLL) over a split batchified with
+  ``eval_batch_size`` rows, read in ``bptt`` windows from a zero state, in
+  inference mode (reference ``evaluate``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from autonet_tf.data import text
+from autonet_tf.errors import UserInputError
+from autonet_tf.training.loop import EpochLoop
+
+
+def gather_rows(local):
+    """The whole batch from every replica's rows (identity on one replica)."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return local
+    return ctx.all_gather(local, axis=0)
+
+
+class LanguageModelLoop(EpochLoop):
+    """Shared corpus, hidden-state and evaluation machinery; see the module docstring."""
+
+    metric = "perplexity"
+
+    def _init_corpus(self, corpus: text.Corpus, config) -> int:
+        """Batchifies the splits; returns the training steps per epoch."""
+        self.corpus = corpus
+        self.train_rows = text.batchify(corpus.train, config.batch_size, "training split")
+        self.eval_rows = {
+            split: text.batchify(corpus.split(split), config.eval_batch_size,
+                                 f"{'validation' if split == 'valid' else split} split")
+            for split in ("valid", "test")}
+        steps = (self.train_rows.shape[1] - 1) // config.bptt
+        if steps == 0:
+            raise UserInputError(
+                f"--bptt={config.bptt} is longer than the training rows "
+                f"({self.train_rows.shape[1]} tokens each with --batch_size={config.batch_size})")
+        if config.max_steps_per_epoch:
+            steps = min(steps, config.max_steps_per_epoch)
+        return steps
+
+    def _init_hidden(self, names) -> dict:
+        with self.strategy.scope():
+            return {name: tf.Variable(
+                tf.zeros((self.batch_size, self.model.nhid), self.model.compute_dtype),
+                trainable=False, name=f"hidden_{name}",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA) for name in names}
+
+    def _reset_hidden(self):
+        for var in self.hidden.values():
+            var.assign(tf.zeros_like(var))
+
+    # ------------------------------------------------------------ replica side
+    def _rows(self):
+        """(first row, rows) of this replica in the global batch."""
+        b = self.batch_size // self.replicas
+        if self.replicas == 1:
+            return 0, b
+        r = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return r * b, b
+
+    def replica_batch(self, window, hidden_var, seed, tar_beta):
+        """(tokens, targets, hidden, masks, tar_beta) of this replica's rows."""
+        start, b = self._rows()
+        rows = window[start:start + b]
+        masks = self.model.dropout_masks(seed, self.batch_size)
+        masks = {k: (v if k == "embedding" else v[start:start + b]) for k, v in masks.items()}
+        hidden = tf.convert_to_tensor(hidden_var)[start:start + b]
+        return (rows[:, :-1], rows[:, 1:], hidden, masks,
+                tf.constant(tar_beta, self.model.compute_dtype))
+
+    def batch_loss(self, call, batch):
+        """This replica's share of the global mean NLL (+ TAR); outputs (hidden, NLL sum)."""
+        tokens, targets, hidden, masks, tar_beta = batch
+        log_probs, last, raw = call((tokens, hidden, masks))
+        nll = -tf.gather(log_probs, targets, batch_dims=2)
+        tokens_global = tf.cast(self.batch_size * tf.shape(tokens)[1], tf.float32)
+        nll_sum = tf.reduce_sum(nll)
+        loss = nll_sum / tokens_global
+        # Temporal activation regularisation on the cell outputs (reference --beta).
+        share = tf.cast(tf.shape(tokens)[0], tf.float32) / self.batch_size
+        steps = tf.square(raw[:, 1:] - raw[:, :-1])  # empty for one-token windows
+        slowness = tf.reduce_sum(steps) / tf.cast(tf.maximum(tf.size(steps), 1), steps.dtype)
+        loss = loss + tf.cast(tar_beta, tf.float32) * share * tf.cast(slowness, tf.float32)
+        return loss, (last, nll_sum)
+
+    def store_hidden(self, var, local):
+        var.assign(gather_rows(local))
+
+    # ---------------------------------------------------------------- windows
+    def epoch_iterators(self, epoch: int, skip: int = 0) -> tuple:
+        cfg = self.config
+        if skip == 0:
+            self._reset_hidden()
+        schedule = text.window_schedule(self.train_rows.shape[1], cfg.bptt,
+                                        self.steps_per_epoch, cfg.seed, epoch,
+                                        cfg.variable_bptt, cfg.max_seq_len_delta)
+        return (iter([(epoch, step, start, seq_len)
+                      for step, (start, seq_len) in enumerate(schedule)][skip:]),)
+
+    def train_step(self, windows) -> dict:
+        epoch, step, start, seq_len = next(windows)
+        lr = self.base_learning_rate() * seq_len / self.config.bptt
+        self.weight_optimizer.learning_rate.assign(lr)
+        window = self.train_rows[:, start:start + seq_len + 1]
+        seed = np.array([self.seed, epoch * self.steps_per_epoch + step], np.int64)
+        return self.window_step(window, start, seed)
+
+    def base_learning_rate(self) -> float:
+        return self.config.learning_rate
+
+    # ------------------------------------------------------------- evaluation
+    def _make_eval_step(self):
+        model = self.model
+
+        def step(window, hidden):
+            log_probs, last, _ = model((window[:, :-1], hidden, None), training=False)
+            nll = -tf.gather(log_probs, window[:, 1:], batch_dims=2)
+            return tf.reduce_sum(nll), last
+
+        return tf.function(step, autograph=False, reduce_retracing=True)
+
+    def perplexity(self, split: str) -> dict:
+        """{'loss': mean NLL, 'perplexity': exp(loss)} of ``split`` in inference mode."""
+        if not hasattr(self, "_eval_step"):
+            self._eval_step = self._make_eval_step()
+        rows = self.eval_rows[split]
+        hidden = self.model.initial_hidden(rows.shape[0])
+        total, count = 0.0, 0
+        for start in range(0, rows.shape[1] - 1, self.config.bptt):
+            seq_len = min(self.config.bptt, rows.shape[1] - 1 - start)
+            nll, hidden = self._eval_step(rows[:, start:start + seq_len + 1], hidden)
+            total += float(nll)
+            count += rows.shape[0] * seq_len
+        loss = total / max(count, 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}

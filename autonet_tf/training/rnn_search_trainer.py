@@ -1,0 +1,168 @@
+"""The DARTS recurrent-cell search loop (reference ``rnn/train_search.py``).
+
+Each step, on one training window (weights) and one window of the search
+split (alphas; the reference uses PTB's valid split for it, batchified with
+the training batch size):
+
+1. the architecture gradient on the search window, first or second order,
+   from the SAME :class:`~autonet_tf.training.architect.Architect` as the
+   CNN search (with the recurrent virtual step: plain SGD with the gradient
+   clipped to ``grad_clip``), plus coupled alpha weight decay, applied with
+   Adam; the search window's hidden state advances with that pass;
+2. the weight gradient on the training window (NLL + temporal activation
+   regularisation), summed across replicas, clipped to ``grad_clip`` and
+   applied with SGD at ``lr * seq_len / bptt``.
+
+The dropout masks of a window come from a seed (run seed, global step), so
+every pass of one step shares them and a resumed run replays them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from autonet_tf.configs import RNNSearchConfig
+from autonet_tf.data import text
+from autonet_tf.models.rnn import RNNLanguageModel
+from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype
+from autonet_tf.training import loop, run_dir
+from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
+from autonet_tf.training.lm_loop import LanguageModelLoop
+from autonet_tf.training.loop import apply_summed
+from autonet_tf.training.optimizers import MomentumSGD
+
+_STRUCTURAL = ("emsize", "nhid", "steps", "order", "batch_size")
+
+
+def check_resumable(model_dir: str, config: RNNSearchConfig) -> None:
+    loop.check_resumable(model_dir, config.to_dict(), _STRUCTURAL, "search")
+
+
+class RNNSearchTrainer(LanguageModelLoop):
+    """Runs a DARTS recurrent search; see the module docstring."""
+
+    extra_metrics = ("arch_loss", "grad_norm")
+
+    def __init__(self, config: RNNSearchConfig, corpus: text.Corpus,
+                 strategy: tf.distribute.Strategy | None = None):
+        self.config = config
+        self._init_strategy(strategy, config.batch_size, config.strategy)
+        steps = self._init_corpus(corpus, config)
+        self.search_rows = text.batchify(corpus.valid, config.batch_size,
+                                         "validation split (searched with --batch_size rows)")
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self.model = RNNLanguageModel(
+                corpus.vocab_size, config.emsize, config.nhid, None, config.steps,
+                config.dropout, config.dropouth, config.dropoutx, config.dropouti,
+                config.dropoute, config.alpha_init_scale, config.seed,
+                name="rnn_search_model")
+            self.weight_variables = self.model.weight_variables
+            self.arch_variables = self.model.arch_variables
+            self.weight_optimizer = MomentumSGD(config.learning_rate, 0.0,
+                                                l2=config.weight_decay)
+            self.weight_optimizer.build(self.weight_variables)
+            self.arch_optimizer = keras.optimizers.Adam(
+                config.arch_learning_rate, beta_1=config.arch_beta_1,
+                beta_2=config.arch_beta_2, epsilon=1e-8)
+            self.arch_optimizer.build(self.arch_variables)
+        self.hidden = self._init_hidden(("train", "search"))
+        self.gradients = StatelessGradients(
+            self.model, self.batch_loss, self.weight_variables, self.arch_variables,
+            jit_compile=config.jit_compile)
+        self.architect = Architect(self.gradients, self.weight_variables, self.arch_variables,
+                                   self.weight_optimizer, config.order,
+                                   config.unrolled_epsilon, virtual_clip=config.grad_clip)
+        self._init_loop(config.model_dir, config.epochs, steps, config.seed,
+                        config.checkpoint_every, config.log_every, config.progress,
+                        model=self.model, weight_optimizer=self.weight_optimizer,
+                        arch_optimizer=self.arch_optimizer,
+                        **{f"hidden_{k}": v for k, v in self.hidden.items()})
+        spec = tf.TensorSpec([config.batch_size, None], tf.int32)
+        self._step = tf.function(
+            self._distributed_step, autograph=False,
+            input_signature=[spec, spec, tf.TensorSpec([2], tf.int64)])
+
+    # ------------------------------------------------------------------ steps
+    def _replica_step(self, train_window, search_window, seed):
+        cfg = self.config
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        train = self.replica_batch(train_window, self.hidden["train"], seeds[0], cfg.tar_beta)
+        search = self.replica_batch(search_window, self.hidden["search"], seeds[1], 0.0)
+        arch_loss, arch_grads, (search_hidden, _) = self.architect.gradients(train, search)
+        self.store_hidden(self.hidden["search"], search_hidden)
+        if cfg.arch_weight_decay:
+            arch_grads = [g + cfg.arch_weight_decay * tf.convert_to_tensor(a.value)
+                          for g, a in zip(arch_grads, self.arch_variables)]
+        apply_summed(self.arch_optimizer, arch_grads, self.arch_variables, self.replicas)
+
+        weights, alphas = self.architect.values()
+        _, grads, _, (hidden, nll_sum), state = self.gradients(weights, alphas, train)
+        # BatchNorm statistics: each replica's moments, averaged over replicas.
+        state = all_reduce_sum(state)
+        for variable, value in zip(self.model.non_trainable_variables, state):
+            variable.assign(value / self.replicas)
+        self.store_hidden(self.hidden["train"], hidden)
+        grads = all_reduce_sum(grads)
+        grads, norm = tf.clip_by_global_norm(grads, cfg.grad_clip)
+        apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
+        tokens = tf.cast(self.batch_size * tf.shape(train[0])[1], tf.float32)
+        return {"loss": nll_sum / tokens, "arch_loss": arch_loss,
+                "grad_norm": norm / self.replicas}
+
+    def _distributed_step(self, train_window, search_window, seed):
+        return self.reduce_sum(self.strategy.run(
+            self._replica_step, args=(train_window, search_window, seed)))
+
+    def window_step(self, window, start, seed) -> dict:
+        rows = self.search_rows
+        position = start % (rows.shape[1] - 1)
+        seq_len = min(self.config.bptt, rows.shape[1] - 1 - position)
+        out = self._step(window, rows[:, position:position + seq_len + 1], seed)
+        return {k: float(v) for k, v in out.items()}
+
+    # ---------------------------------------------------------------- outputs
+    def softmax_alphas(self) -> dict:
+        return {"primitives": list(self.model.cell.primitives),
+                "recurrent": np.asarray(self.model.arch_weights()).round(6).tolist()}
+
+    def _log_alphas(self, step):
+        alphas = self.softmax_alphas()
+        weights = np.asarray(alphas["recurrent"])
+        with self.writer("train").as_default(step=step):
+            for k, op in enumerate(alphas["primitives"]):
+                tf.summary.scalar(f"alpha_recurrent/{op}", float(weights[:, k].mean()))
+            scaled = weights / max(weights.max(), 1e-12)
+            image = np.kron(scaled, np.ones((8, 8)))[None, :, :, None]
+            tf.summary.image("alphas_recurrent", image.astype(np.float32))
+
+    # ------------------------------------------------------------------ hooks
+    def begin_epoch(self, epoch: int) -> dict:
+        return {"learning_rate": self.config.learning_rate}
+
+    def end_epoch(self, epoch: int, global_step: int) -> dict:
+        val = self.perplexity("valid")
+        if self.chief:
+            self._log_alphas(global_step)
+        return {"val_loss": val["loss"], "val_perplexity": val["perplexity"],
+                "genotype": self.model.genotype().to_dict()}
+
+    def write_epoch_outputs(self, epoch: int, record: dict) -> None:
+        d = self.config.model_dir
+        run_dir.write_json(os.path.join(d, "genotypes", f"epoch_{epoch:03d}.json"),
+                           record["genotype"])
+        run_dir.write_json(os.path.join(d, "alphas", f"epoch_{epoch:03d}.json"),
+                           self.softmax_alphas())
+
+    def describe_epoch(self, record: dict) -> str:
+        genotype = RecurrentGenotype.from_dict(record["genotype"])
+        return (f"val loss {record['val_loss']:.4f} ppl {record['val_perplexity']:.2f} | "
+                f"genotype {genotype}")
+
+    def search(self) -> RecurrentGenotype:
+        self.run_epochs()
+        return self.model.genotype()
