@@ -124,3 +124,106 @@ def train_config(prefix: str, data: DataConfig, model_dir: str, genotype: str,
                 message = message.replace(f"(--{name})", f"(--{prefix}{name})")
         raise UserInputError(message) from None
     return config
+
+
+# --------------------------------------------------------------------------- RNN
+# Flags of --model=rnn. Flags both models share (epochs, batch_size,
+# learning_rate, ...) take the RNN reference defaults when --model=rnn and the
+# user did not set them.
+RNN_FLAGS = ("bptt", "emsize", "nhid", "eval_batch_size", "dropout", "dropouth", "dropoutx",
+             "dropouti", "dropoute", "tar_beta", "variable_bptt", "max_seq_len_delta")
+RNN_SHARED = ("epochs", "batch_size", "learning_rate", "weight_decay", "grad_clip", "seed")
+
+# Quick settings for the generated 'synthetic' corpus (24k tokens, 202 words)
+# for flags the user did not set: the paper's 300/850-unit cells and 0.75
+# dropouts are sized for PTB's 930k tokens.
+SYNTHETIC_COMMON = {"batch_size": 16, "bptt": 20, "emsize": 64, "nhid": 64,
+                    "dropout": 0.2, "dropoutx": 0.2, "dropouth": 0.1, "dropouti": 0.1,
+                    "dropoute": 0.0}
+SYNTHETIC_SEARCH_PRESET = {**SYNTHETIC_COMMON, "epochs": 5, "learning_rate": 2.0}
+SYNTHETIC_TRAIN_PRESET = {**SYNTHETIC_COMMON, "epochs": 10}
+
+
+def define_rnn_flags(train: bool) -> None:
+    """Flags of the recurrent search (``train=False``) or training (``train=True``)."""
+    from autonet_tf.configs import RNNTrainConfig
+
+    d = RNNTrainConfig()
+    flags.DEFINE_integer("bptt", d.bptt, "RNN: tokens per truncated-BPTT window.")
+    flags.DEFINE_integer("emsize", None, "RNN: embedding size (= --nhid; default 300 for "
+                         "search, 850 for training).")
+    flags.DEFINE_integer("nhid", None, "RNN: hidden size (default 300 for search, 850 for "
+                         "training).")
+    flags.DEFINE_integer("eval_batch_size", d.eval_batch_size,
+                         "RNN: rows of the validation/test streams.")
+    flags.DEFINE_float("dropout", d.dropout, "RNN: dropout of the cell output.")
+    flags.DEFINE_float("dropouth", d.dropouth, "RNN: dropout of the hidden state.")
+    flags.DEFINE_float("dropoutx", d.dropoutx, "RNN: dropout of the cell input.")
+    flags.DEFINE_float("dropouti", d.dropouti, "RNN: dropout of the embedded input.")
+    flags.DEFINE_float("dropoute", None, "RNN: dropout of whole embedding rows (default 0 "
+                       "for search, 0.1 for training).")
+    flags.DEFINE_float("tar_beta", d.tar_beta, "RNN: temporal activation regularisation.")
+    flags.DEFINE_bool("variable_bptt", d.variable_bptt,
+                      "RNN: draw window lengths around --bptt as the reference does.")
+    flags.DEFINE_integer("max_seq_len_delta", d.max_seq_len_delta,
+                         "RNN: longest window = bptt + this.")
+    if train:
+        flags.DEFINE_integer("nonmono", d.nonmono, "RNN: switch to averaged SGD when the "
+                             "validation loss is worse than the best of all epochs but the "
+                             "last N.")
+
+
+def text_data_config():
+    from autonet_tf.configs import TextDataConfig
+
+    dataset = FLAGS.dataset if FLAGS["dataset"].present else "synthetic"
+    return TextDataConfig(dataset=dataset, data_dir=FLAGS.data_dir)
+
+
+def rnn_values(cls, flag_names: dict, preset: dict | None) -> dict:
+    """Field values of ``cls`` from flags the user set, else ``preset``, else defaults.
+
+    Args:
+      flag_names: config field -> flag name.
+    """
+    defaults = cls()
+    values = {}
+    for name, flag in flag_names.items():
+        if FLAGS[flag].present:
+            values[name] = FLAGS[flag].value
+        elif preset and name in preset:
+            values[name] = preset[name]
+        else:
+            values[name] = getattr(defaults, name)
+    if "emsize" in values and "nhid" in values:  # one of them set: the other follows
+        if FLAGS[flag_names["nhid"]].present and not FLAGS[flag_names["emsize"]].present:
+            values["emsize"] = values["nhid"]
+        if FLAGS[flag_names["emsize"]].present and not FLAGS[flag_names["nhid"]].present:
+            values["nhid"] = values["emsize"]
+    return values
+
+
+def rnn_config(cls, data, model_dir: str, flag_names: dict, preset: dict | None,
+               **overrides):
+    """A validated RNN config (``RNNSearchConfig`` or ``RNNTrainConfig``) from flags."""
+    values = rnn_values(cls, flag_names, preset)
+    values.update(runtime_values())
+    values.update(overrides)
+    config = cls(data=data, model_dir=model_dir, **values)
+    try:
+        config.validate()
+    except UserInputError as e:
+        message = str(e)
+        for name, flag in flag_names.items():  # name the flag the user typed
+            if name != flag:
+                message = message.replace(f"--{name}=", f"--{flag}=")
+        raise UserInputError(message) from None
+    return config
+
+
+def reject_flags(names, model: str) -> None:
+    """Fails when the user set a flag that ``--model=<model>`` does not use."""
+    present = [n for n in names if n in FLAGS and FLAGS[n].present]
+    if present:
+        raise UserInputError(
+            f"--{present[0]} does not apply to --model={model}")

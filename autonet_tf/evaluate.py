@@ -13,9 +13,10 @@ import os
 import numpy as np
 
 from autonet_tf.configs import DataConfig
-from autonet_tf.data import images
+from autonet_tf.data import images, text
 from autonet_tf.errors import UserInputError
 from autonet_tf.export import LoadedClassifier
+from autonet_tf.lm_export import LoadedLanguageModel
 from autonet_tf.training import run_dir
 
 
@@ -133,3 +134,24 @@ def write_report(evaluation: Evaluation, output_dir: str) -> list[str]:
     picture = os.path.join(output_dir, "confusion_matrix.png")
     plot_confusion(evaluation, picture)
     return [metrics, picture]
+
+
+def evaluate_language_model(saved_model_dir: str, dataset: str | None = None,
+                            data_dir: str | None = None, split: str = "test",
+                            batch_size: int = 10, bptt: int | None = None) -> dict:
+    """Perplexity of an exported language model on a corpus split, in this process.
+
+    The split is encoded with the export's own vocabulary (``vocab.txt``):
+    words it lacks read as ``<unk>``, as during training.
+    """
+    model = LoadedLanguageModel(saved_model_dir)
+    if model.vocab is None:
+        raise UserInputError(f"--saved_model={saved_model_dir!r}: no vocab.txt beside it "
+                             f"(expected in the export directory)")
+    meta = model.metadata
+    dataset = dataset or meta.get("dataset", "synthetic")
+    ids, unknown = text.load_split(dataset, data_dir, split, model.vocab)
+    rows = text.batchify(ids, batch_size, f"{split} split")
+    result = model.perplexity(rows, bptt or int(meta.get("bptt", 35)))
+    return {**result, "tokens": int(rows.size), "unknown_words": int(unknown),
+            "dataset": dataset, "split": split}

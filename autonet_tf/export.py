@@ -105,26 +105,40 @@ def export_classifier(network: keras.Model, export_dir: str, *, input_shape, mea
     """
     model = serving_model(network, input_shape, mean, std)
     meta = {
-        "format": FORMAT,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **export_header(FORMAT),
         "input": {"name": "images", "dtype": "float32", "shape": [None, *input_shape],
                   "range": [0, 255], "normalisation": "inside the graph",
                   "mean": list(mean), "std": list(std)},
         "output": {"name": "probabilities", "shape": [None, len(class_names)]},
         "class_names": list(class_names),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
         **metadata,
     }
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".export_tmp_")
-    try:
+
+    def write(tmp):
         saved = os.path.join(tmp, "saved_model")
         model.export(saved, format="tf_saved_model", verbose=False)
         if tflite:
             write_tflite(saved, os.path.join(tmp, "model.tflite"))
             meta["tflite"] = "model.tflite"
+
+    write_export(export_dir, write, meta)
+    return meta
+
+
+def write_export(export_dir: str, write, meta: dict) -> None:
+    """Builds an export in a temporary sibling folder, then renames it into place.
+
+    ``write(tmp)`` writes ``tmp/saved_model`` (and any other files); the
+    metadata goes to ``tmp/metadata.json`` and into the SavedModel's
+    ``assets.extra``. An existing ``export_dir`` is replaced only once the
+    new export is complete.
+    """
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".export_tmp_")
+    try:
+        write(tmp)
+        saved = os.path.join(tmp, "saved_model")
         text = json.dumps(meta, indent=2) + "\n"
         os.makedirs(os.path.join(saved, "assets.extra"), exist_ok=True)
         for path in (os.path.join(saved, MARKER), os.path.join(tmp, METADATA_NAME)):
@@ -140,7 +154,14 @@ def export_classifier(network: keras.Model, export_dir: str, *, input_shape, mea
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return meta
+
+
+def export_header(fmt: str) -> dict:
+    """The metadata fields every export starts with."""
+    return {"format": fmt,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "tensorflow": tf.__version__, "keras": keras.__version__}
 
 
 class LoadedClassifier:
@@ -169,8 +190,8 @@ class LoadedClassifier:
         return np.concatenate(out)
 
 
-def read_metadata(saved_model_dir: str) -> dict:
-    """The metadata of an autonet_tf export; UserInputError if the folder is not one."""
+def read_metadata(saved_model_dir: str, formats: tuple[str, ...] = (FORMAT,)) -> dict:
+    """The metadata of an autonet_tf export of one of ``formats``; UserInputError otherwise."""
     flag = f"--saved_model={saved_model_dir!r}"
     if not os.path.isdir(saved_model_dir):
         raise UserInputError(f"{flag} does not exist or is not a directory")
@@ -185,8 +206,8 @@ def read_metadata(saved_model_dir: str) -> dict:
     except (OSError, json.JSONDecodeError):
         raise UserInputError(f"{flag} is a SavedModel but not an autonet_tf export "
                              f"(no readable {MARKER})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in formats:
         raise UserInputError(f"{flag}: {MARKER} has format "
                              f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
-                             f"expected {FORMAT!r}")
+                             f"expected {' or '.join(repr(f) for f in formats)}")
     return meta

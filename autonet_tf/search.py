@@ -1,4 +1,7 @@
-"""End-to-end CNN search: config -> data -> supernet search -> run-directory outputs.
+"""End-to-end search: config -> data -> supernet search -> run-directory outputs.
+
+``run_search`` searches CNN cells on images, ``run_rnn_search`` a recurrent
+cell on a text corpus; both write the same run-directory layout.
 
 Run directory (``config.model_dir``)::
 
@@ -12,7 +15,7 @@ Run directory (``config.model_dir``)::
     genotype.json            the final genotype
     alphas.json              the final softmaxed alphas
     genotype_normal.png      pictures of the cells (.dot without graphviz)
-    genotype_reduce.png
+    genotype_reduce.png      (recurrent search: genotype_recurrent.png)
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import os
 
 import tensorflow as tf
 
-from autonet_tf.configs import SearchConfig
-from autonet_tf.data import images
+from autonet_tf.configs import RNNSearchConfig, SearchConfig
+from autonet_tf.data import images, text
 from autonet_tf.distribute.strategy import create_strategy, is_chief
 from autonet_tf.search_space.genotypes import Genotype
-from autonet_tf.training import run_dir
+from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype
+from autonet_tf.training import rnn_search_trainer, run_dir
 from autonet_tf.training.search_trainer import SearchTrainer, check_resumable
 from autonet_tf.viz.cells import plot_genotype
 
@@ -36,7 +40,7 @@ log = logging.getLogger("autonet_tf")
 
 @dataclasses.dataclass
 class SearchResult:
-    genotype: Genotype
+    genotype: Genotype | RecurrentGenotype
     model_dir: str
     pictures: list[str]
     warnings: list[str]
@@ -53,8 +57,31 @@ def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = N
         dataset = images.load(config.data, config.seed)
     if strategy is None:
         strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
-    chief = is_chief(strategy)
     trainer = SearchTrainer(config, dataset, strategy)  # validates sizes; writes nothing
+    return _finish_search(config, trainer, strategy)
+
+
+def run_rnn_search(config: RNNSearchConfig, strategy: tf.distribute.Strategy | None = None,
+                   corpus: text.Corpus | None = None) -> SearchResult:
+    """The recurrent-cell search (:class:`~autonet_tf.configs.RNNSearchConfig`).
+
+    Same run directory as the CNN search, with ``alphas`` of shape (36, 5)
+    and one picture, ``genotype_recurrent.png``.
+    """
+    config.validate()
+    run_dir.check_writable_parent(config.model_dir)
+    rnn_search_trainer.check_resumable(config.model_dir, config)
+    if corpus is None:
+        corpus = text.load(config.data.dataset, config.data.data_dir)
+    if strategy is None:
+        strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
+    trainer = rnn_search_trainer.RNNSearchTrainer(config, corpus, strategy)
+    return _finish_search(config, trainer, strategy)
+
+
+def _finish_search(config, trainer, strategy) -> SearchResult:
+    """Writes config.json, runs the search, writes genotype, alphas and pictures."""
+    chief = is_chief(strategy)
     run_dir.prepare(config.model_dir)
     if chief:
         run_dir.write_json(os.path.join(config.model_dir, "config.json"), config.to_dict())

@@ -1,5 +1,8 @@
 """Train a discovered network from scratch, evaluate it, export it.
 
+``run_train`` trains a CNN cell's image classifier, ``run_rnn_train`` a
+recurrent cell's language model.
+
 Run directory (``config.model_dir``)::
 
     config.json          the full validated config (and the genotype used)
@@ -18,13 +21,16 @@ import os
 
 import tensorflow as tf
 
-from autonet_tf import export
-from autonet_tf.configs import TrainConfig
-from autonet_tf.data import images
+from autonet_tf import export, lm_export
+from autonet_tf.configs import RNNTrainConfig, TrainConfig
+from autonet_tf.data import images, text
 from autonet_tf.distribute.strategy import create_strategy
 from autonet_tf.search_space.genotypes import Genotype, load_genotype
+from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype, load_recurrent_genotype
 from autonet_tf.training import run_dir
 from autonet_tf.training.network_trainer import NetworkTrainer, check_resumable
+from autonet_tf.training.rnn_trainer import RNNTrainer
+from autonet_tf.training.rnn_trainer import check_resumable as rnn_check_resumable
 
 
 @dataclasses.dataclass
@@ -87,3 +93,58 @@ def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = Non
                           "test_loss": metrics["loss"], "epochs": config.epochs})
     return TrainResult(config.model_dir, genotype, trainer.parameters, metrics["loss"],
                        metrics["accuracy"], export_dir, trainer, getattr(trainer, "history", []))
+
+
+@dataclasses.dataclass
+class RNNTrainResult:
+    model_dir: str
+    genotype: RecurrentGenotype
+    parameters: int
+    metrics: dict  # valid/test loss and perplexity of the kept (best) weights
+    export_dir: str | None
+    trainer: RNNTrainer
+    history: list[dict] = dataclasses.field(default_factory=list)
+
+
+def run_rnn_train(config: RNNTrainConfig, strategy: tf.distribute.Strategy | None = None,
+                  corpus: text.Corpus | None = None,
+                  genotype: RecurrentGenotype | None = None) -> RNNTrainResult:
+    """Trains a recurrent cell's language model (or resumes), scores it, exports it.
+
+    Run directory as for CNN training; ``result.json`` holds valid and test
+    perplexity, and ``export/`` the SavedModel with ``vocab.txt``
+    (:mod:`autonet_tf.lm_export`).
+    """
+    config.validate()
+    if genotype is None:
+        genotype = load_recurrent_genotype(config.genotype)
+    run_dir.check_writable_parent(config.model_dir)
+    rnn_check_resumable(config.model_dir, config, genotype)
+    if corpus is None:
+        corpus = text.load(config.data.dataset, config.data.data_dir)
+    if strategy is None:
+        strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
+    trainer = RNNTrainer(config, genotype, corpus, strategy)
+    d = run_dir.prepare(config.model_dir)
+    if trainer.chief:
+        run_dir.write_json(os.path.join(d, "config.json"),
+                           {**config.to_dict(), "genotype_spec": genotype.to_dict()})
+        run_dir.write_json(os.path.join(d, "genotype.json"), genotype.to_dict())
+        print(f"Language model: vocabulary {corpus.vocab_size:,}, emsize = nhid = "
+              f"{config.nhid}, {trainer.parameters:,} parameters (tied weights)", flush=True)
+    metrics = trainer.train()
+    export_dir = None
+    if trainer.chief:
+        summary = {**metrics, "parameters": trainer.parameters, "epochs": config.epochs,
+                   "vocab_size": corpus.vocab_size, "averaged_sgd": trainer.averaging,
+                   "genotype": genotype.to_dict()}
+        run_dir.write_json(os.path.join(d, "result.json"), summary)
+        if config.export:
+            export_dir = os.path.join(d, "export")
+            lm_export.export_language_model(
+                trainer.model, export_dir, vocab=corpus.vocab,
+                metadata={"genotype": genotype.to_dict(), "dataset": config.data.dataset,
+                          "parameters": trainer.parameters, "emsize": config.emsize,
+                          "bptt": config.bptt, **metrics})
+    return RNNTrainResult(config.model_dir, genotype, trainer.parameters, metrics, export_dir,
+                          trainer, getattr(trainer, "history", []))

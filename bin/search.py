@@ -1,13 +1,18 @@
 #!/usr/bin/env python
-"""DARTS cell search.
+"""DARTS cell search: CNN cells on images or a recurrent cell on a text corpus.
 
     python bin/search.py                                  # embedded digits, quick
     python bin/search.py --dataset=cifar10 --data_dir=~/tensorflow_datasets
     python bin/search.py --dataset=cifar10 --order=second --model_dir=runs/c10
+    python bin/search.py --model=rnn                      # generated corpus, quick
+    python bin/search.py --model=rnn --dataset=ptb --data_dir=~/data/penn
 
 Flags left unset take the DARTS paper's values (train_search.py), except on
 the embedded 'digits' dataset, where a smaller supernet and fewer epochs make
-the whole run take minutes on 2 CPU cores. After the search the discovered
+the whole run take minutes on 2 CPU cores. With --model=rnn, unset flags take
+the reference rnn/train_search.py values (emsize = nhid = 300, batch 256,
+bptt 35, SGD lr 20, clip 0.25), or small ones on the generated 'synthetic'
+corpus (the --model=rnn default dataset). After the search the discovered
 network is trained from scratch (--train_* flags, the paper's train.py
 defaults; quick ones on digits) and exported to <model_dir>/train/export;
 --noretrain stops after the search. Rerunning the same command resumes from
@@ -26,7 +31,8 @@ from autonet_tf import cli_flags  # noqa: E402
 from autonet_tf.configs import SearchConfig  # noqa: E402
 
 _D = SearchConfig()
-flags.DEFINE_enum("model", "cnn", ["cnn"], "What to search: CNN cells.")
+flags.DEFINE_enum("model", "cnn", ["cnn", "rnn"],
+                  "What to search: CNN cells (images) or a recurrent cell (text corpus).")
 flags.DEFINE_string("model_dir", None, "Run directory (default runs/search_<dataset>).")
 flags.DEFINE_enum("order", _D.order, ["first", "second"], "Architecture gradient order.")
 flags.DEFINE_integer("epochs", _D.epochs, "Search epochs.")
@@ -49,6 +55,9 @@ flags.DEFINE_bool("retrain", True, "After the search, train the discovered netwo
 cli_flags.define_data_flags()
 cli_flags.define_runtime_flags(_D.checkpoint_every)
 cli_flags.define_train_flags(prefix="train_")
+cli_flags.define_rnn_flags(train=False)
+flags.DEFINE_integer("train_nhid", None, "RNN: emsize = nhid of the retrained model "
+                     "(default 850, the reference train.py).")
 
 FLAGS = flags.FLAGS
 
@@ -72,8 +81,68 @@ def build_config() -> SearchConfig:
     return config
 
 
+CNN_ONLY = ("layers", "init_channels", "train_portion", "learning_rate_min", "momentum",
+            "augment", "image_size", "train_layers", "train_init_channels",
+            "train_learning_rate_min", "train_momentum", "network", "auxiliary",
+            "auxiliary_weight", "drop_path_prob", "cutout_length", "tflite")
+RNN_ONLY = cli_flags.RNN_FLAGS + ("train_nhid",)
+
+
+def build_rnn_configs():
+    """(RNNSearchConfig, RNNTrainConfig or None) from the flags of --model=rnn."""
+    from autonet_tf.configs import RNNSearchConfig, RNNTrainConfig
+
+    cli_flags.reject_flags(CNN_ONLY, "rnn")
+    data = cli_flags.text_data_config()
+    synthetic = data.dataset == "synthetic"
+    names = {n: n for n in cli_flags.RNN_FLAGS + cli_flags.RNN_SHARED + (
+        "order", "arch_learning_rate", "arch_weight_decay")}
+    model_dir = FLAGS.model_dir or os.path.join(
+        "runs", "search_rnn_" + (os.path.basename(os.path.normpath(data.dataset)) or "data"))
+    search = cli_flags.rnn_config(
+        RNNSearchConfig, data, model_dir, names,
+        cli_flags.SYNTHETIC_SEARCH_PRESET if synthetic else None)
+    if not FLAGS.retrain:
+        return search, None
+    train_names = {n: "train_" + n for n in ("epochs", "batch_size", "learning_rate",
+                                              "weight_decay", "grad_clip")}
+    train_names.update(emsize="train_nhid", nhid="train_nhid")
+    train = cli_flags.rnn_config(
+        RNNTrainConfig, data, os.path.join(model_dir, "train"), train_names,
+        cli_flags.SYNTHETIC_TRAIN_PRESET if synthetic else None,
+        genotype=os.path.join(model_dir, "genotype.json"), seed=search.seed)
+    return search, train
+
+
+def main_rnn():
+    config, train_config = build_rnn_configs()
+    from autonet_tf.distribute.strategy import create_strategy, prepare_devices
+
+    prepare_devices(config.strategy, config.num_devices)
+    from autonet_tf.search import run_rnn_search
+
+    strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
+    result = run_rnn_search(config, strategy=strategy)
+    print(f"Final genotype: {result.genotype}")
+    print(f"Run directory: {result.model_dir}")
+    if train_config is None:
+        return
+    from autonet_tf.train import run_rnn_train
+
+    print(f"Training the discovered cell from scratch ({train_config.epochs} epochs)",
+          flush=True)
+    trained = run_rnn_train(train_config, strategy=strategy, genotype=result.genotype)
+    print(f"Test perplexity: {trained.metrics['test_perplexity']:.2f} (valid "
+          f"{trained.metrics['valid_perplexity']:.2f}), {trained.parameters:,} parameters")
+    if trained.export_dir:
+        print(f"Exported: {trained.export_dir}")
+
+
 def main(argv):
     del argv
+    if FLAGS.model == "rnn":
+        return main_rnn()
+    cli_flags.reject_flags(RNN_ONLY, "cnn")
     config = build_config()
     train_config = None
     if FLAGS.retrain:  # validate every flag before any work starts

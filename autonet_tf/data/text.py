@@ -107,8 +107,7 @@ def encode(tokens: list[str], vocab: list[str]) -> tuple[np.ndarray, int]:
     return out, unknown
 
 
-def load_directory(directory: str, name: str | None = None) -> Corpus:
-    """Reads a PTB-layout directory; one clear error for a missing or bad split."""
+def _directory_paths(directory: str) -> dict:
     if not os.path.isdir(directory):
         raise UserInputError(
             f"--dataset: {directory!r} is not a directory with train.txt, valid.txt and test.txt")
@@ -120,13 +119,22 @@ def load_directory(directory: str, name: str | None = None) -> Corpus:
                 f"--dataset: {directory!r} has no {split}.txt (or ptb.{split}.txt); a corpus "
                 f"directory needs train.txt, valid.txt and test.txt")
         paths[split] = path
-    tokens = {split: read_tokens(paths[split]) for split in SPLITS}
+    return paths
+
+
+def _from_tokens(name: str, tokens: dict) -> Corpus:
     vocab = build_vocab(tokens["train"])
     streams, unknown = {}, {}
     for split in SPLITS:
         streams[split], unknown[split] = encode(tokens[split], vocab)
-    return Corpus(name or os.path.basename(os.path.normpath(directory)), vocab,
-                  streams["train"], streams["valid"], streams["test"], unknown)
+    return Corpus(name, vocab, streams["train"], streams["valid"], streams["test"], unknown)
+
+
+def load_directory(directory: str, name: str | None = None) -> Corpus:
+    """Reads a PTB-layout directory; one clear error for a missing or bad split."""
+    paths = _directory_paths(directory)
+    return _from_tokens(name or os.path.basename(os.path.normpath(directory)),
+                        {split: read_tokens(paths[split]) for split in SPLITS})
 
 
 def synthetic_sentences(count: int, seed: int, vocab_size: int = 200,
@@ -164,34 +172,52 @@ def write_synthetic_corpus(directory: str, sentences: tuple[int, int, int] = (20
     return directory
 
 
-def synthetic_corpus(seed: int = 0) -> Corpus:
-    """The in-memory ``synthetic`` corpus (2,000 / 200 / 200 sentences, about 24k tokens)."""
+def _synthetic_tokens(seed: int = 0) -> dict:
     lines = synthetic_sentences(2400, seed)
     parts = {"train": lines[:2000], "valid": lines[2000:2200], "test": lines[2200:]}
-    tokens = {k: [t for line in v for t in line.split() + [EOS]] for k, v in parts.items()}
-    vocab = build_vocab(tokens["train"])
-    streams, unknown = {}, {}
-    for split in SPLITS:
-        streams[split], unknown[split] = encode(tokens[split], vocab)
-    return Corpus(SYNTHETIC, vocab, streams["train"], streams["valid"], streams["test"], unknown)
+    return {k: [t for line in v for t in line.split() + [EOS]] for k, v in parts.items()}
 
 
-def load(dataset: str, data_dir: str | None = None) -> Corpus:
-    """The corpus named by ``--dataset`` (``ptb``, ``synthetic`` or a directory)."""
+def synthetic_corpus(seed: int = 0) -> Corpus:
+    """The in-memory ``synthetic`` corpus (2,000 / 200 / 200 sentences, about 24k tokens)."""
+    return _from_tokens(SYNTHETIC, _synthetic_tokens(seed))
+
+
+def _resolve(dataset: str, data_dir: str | None) -> str | None:
+    """The corpus directory of ``--dataset`` (None for 'synthetic')."""
     if dataset == SYNTHETIC:
-        return synthetic_corpus()
+        return None
     if dataset == "ptb":
         if not data_dir:
             raise UserInputError(
                 "--dataset=ptb needs --data_dir=DIR holding train.txt, valid.txt and test.txt "
                 "(the data/penn folder of the DARTS repository, or simple-examples/data of "
                 "https://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz)")
-        return load_directory(os.path.expanduser(data_dir), "ptb")
+        return os.path.expanduser(data_dir)
     if os.path.isdir(os.path.expanduser(dataset)):
-        return load_directory(os.path.expanduser(dataset))
+        return os.path.expanduser(dataset)
     raise UserInputError(
         f"--dataset={dataset!r} is not 'ptb', 'synthetic' or a directory with train.txt, "
         f"valid.txt and test.txt")
+
+
+def load(dataset: str, data_dir: str | None = None) -> Corpus:
+    """The corpus named by ``--dataset`` (``ptb``, ``synthetic`` or a directory)."""
+    directory = _resolve(dataset, data_dir)
+    if directory is None:
+        return synthetic_corpus()
+    return load_directory(directory, "ptb" if dataset == "ptb" else None)
+
+
+def load_split(dataset: str, data_dir: str | None, split: str,
+               vocab: list[str]) -> tuple[np.ndarray, int]:
+    """One split encoded with a given vocabulary (an export's): (ids, unknown-word count)."""
+    directory = _resolve(dataset, data_dir)
+    if directory is None:
+        tokens = _synthetic_tokens()[split]
+    else:
+        tokens = read_tokens(_directory_paths(directory)[split])
+    return encode(tokens, vocab)
 
 
 def batchify(stream: np.ndarray, batch_size: int, what: str = "split") -> np.ndarray:

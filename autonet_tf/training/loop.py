@@ -313,4 +313,6 @@ class EpochLoop:
         """Chief only: files written after each epoch (besides history.jsonl)."""
 
     def describe_epoch(self, record: dict) -> str:
+        if self.metric == "perplexity":
+            return f"val loss {record['val_loss']:.4f} ppl {record['val_perplexity']:.2f}"
         return f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.4f}"

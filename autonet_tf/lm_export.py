@@ -1,0 +1,137 @@
+"""Exporting a trained recurrent language model: SavedModel + vocabulary.
+
+Layout of an export directory::
+
+    export/
+      saved_model/                 keras.export.ExportArchive with three endpoints
+        assets.extra/autonet_tf.json   the metadata (marks the export as ours)
+      vocab.txt                    the vocabulary, one word a line, id = line number
+      metadata.json                genotype, sizes, perplexities, special tokens
+
+Endpoints (inference mode, no dropout):
+
+* ``serve(tokens)``: int32 ids (batch, time) -> float32 next-token
+  log-probabilities (batch, time, vocab), starting from a zero hidden state;
+  ``log_probs[b, t, w]`` is log P(word w follows tokens[b, :t + 1]).
+* ``serve_with_state(tokens, hidden)``: the same from a given state
+  (batch, nhid); returns ``{"log_probs", "hidden"}`` to score a long text in
+  windows.
+* ``score_words(words)``: strings (batch, time) -> ``{"token_ids",
+  "log_probs"}``; words missing from the vocabulary read as ``<unk>``, as
+  during training and evaluation.
+
+The export is written to a temporary sibling folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from autonet_tf import export
+from autonet_tf.data.text import UNK
+from autonet_tf.errors import UserInputError
+
+FORMAT = "autonet_tf/language_model/1"
+VOCAB_NAME = "vocab.txt"
+
+
+class _Vocabulary(keras.layers.Layer):
+    """Word -> id with ``<unk>`` for unknown words (a tracked lookup table)."""
+
+    def __init__(self, vocab, **kwargs):
+        super().__init__(**kwargs)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(vocab)), tf.range(len(vocab), dtype=tf.int32)),
+            default_value=list(vocab).index(UNK))
+        self.built = True
+
+    def call(self, words):
+        return self.table.lookup(words)
+
+
+def export_language_model(model: keras.Model, export_dir: str, *, vocab, metadata: dict) -> dict:
+    """Writes ``export_dir`` (see the module docstring); returns the metadata written."""
+    nhid = model.nhid
+    lookup = _Vocabulary(vocab, name="vocabulary")
+
+    def serve(tokens):
+        hidden = tf.zeros((tf.shape(tokens)[0], nhid), model.compute_dtype)
+        log_probs, _, _ = model((tokens, hidden, None), training=False)
+        return log_probs
+
+    def serve_with_state(tokens, hidden):
+        log_probs, last, _ = model((tokens, hidden, None), training=False)
+        return {"log_probs": log_probs, "hidden": last}
+
+    def score_words(words):
+        ids = lookup(words)
+        return {"token_ids": ids, "log_probs": serve(ids)}
+
+    tokens_spec = tf.TensorSpec([None, None], tf.int32, name="tokens")
+    meta = {
+        **export.export_header(FORMAT),
+        "endpoints": {
+            "serve": "tokens int32 (batch, time) -> log_probs float32 (batch, time, vocab)",
+            "serve_with_state": "tokens, hidden (batch, nhid) -> {log_probs, hidden}",
+            "score_words": "words string (batch, time) -> {token_ids, log_probs}"},
+        "vocab_size": len(vocab), "vocab_file": VOCAB_NAME, "unk": UNK,
+        "nhid": nhid, **metadata,
+    }
+
+    def write(tmp):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.track(lookup)
+        archive.add_endpoint("serve", serve, input_signature=[tokens_spec])
+        archive.add_endpoint(
+            "serve_with_state", serve_with_state,
+            input_signature=[tokens_spec, tf.TensorSpec([None, nhid], tf.float32, name="hidden")])
+        archive.add_endpoint(
+            "score_words", score_words,
+            input_signature=[tf.TensorSpec([None, None], tf.string, name="words")])
+        archive.write_out(os.path.join(tmp, "saved_model"), verbose=False)
+        with open(os.path.join(tmp, VOCAB_NAME), "w", encoding="utf-8") as f:
+            f.write("".join(w + "\n" for w in vocab))
+
+    export.write_export(export_dir, write, meta)
+    return meta
+
+
+class LoadedLanguageModel:
+    """An exported language model loaded with ``tf.saved_model.load``."""
+
+    def __init__(self, saved_model_dir: str):
+        self.path = saved_model_dir
+        self.metadata = export.read_metadata(saved_model_dir, (FORMAT,))
+        try:
+            self.module = tf.saved_model.load(saved_model_dir)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserInputError(f"--saved_model={saved_model_dir!r} cannot be loaded: "
+                                 f"{first}") from None
+        vocab_path = os.path.join(os.path.dirname(os.path.abspath(saved_model_dir)), VOCAB_NAME)
+        self.vocab = None
+        if os.path.exists(vocab_path):
+            with open(vocab_path, encoding="utf-8") as f:
+                self.vocab = [line.rstrip("\n") for line in f]
+        self.nhid = int(self.metadata["nhid"])
+
+    def perplexity(self, rows: np.ndarray, bptt: int = 35) -> dict:
+        """Mean NLL and perplexity of (batch, n) token rows read in ``bptt`` windows."""
+        hidden = tf.zeros((rows.shape[0], self.nhid), tf.float32)
+        total, count = 0.0, 0
+        for start in range(0, rows.shape[1] - 1, bptt):
+            seq_len = min(bptt, rows.shape[1] - 1 - start)
+            window = rows[:, start:start + seq_len + 1]
+            out = self.module.serve_with_state(tf.constant(window[:, :-1], tf.int32), hidden)
+            hidden = out["hidden"]
+            lp = out["log_probs"].numpy()
+            total -= float(np.take_along_axis(lp, window[:, 1:, None], axis=-1).sum())
+            count += window[:, 1:].size
+        loss = total / max(count, 1)
+        return {"loss": loss, "perplexity": float(np.exp(min(loss, 700.0)))}

@@ -1,0 +1,172 @@
+"""Training a recurrent cell from scratch (reference ``rnn/train.py``).
+
+SGD (lr 20, the rate scaled by ``seq_len / bptt`` per window, gradient norm
+clipped to 0.25, coupled weight decay 8e-7) with the temporal activation
+regulariser, until the validation loss stops improving: once it is worse
+than the best of all epochs but the last ``nonmono``, training switches to
+averaged SGD (PyTorch ``ASGD(t0=0, lambd=0)``: the same SGD steps plus a
+running mean of the weights since the switch). From then on validation,
+the kept best weights, the test score and the export use the averaged
+weights, as the reference does.
+
+The weights with the best validation loss so far are kept in variables (part
+of the checkpoint); the final test perplexity and the export use them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from autonet_tf.configs import RNNTrainConfig
+from autonet_tf.data import text
+from autonet_tf.models.rnn import RNNLanguageModel
+from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype
+from autonet_tf.training import loop
+from autonet_tf.training.architect import all_reduce_sum
+from autonet_tf.training.lm_loop import LanguageModelLoop
+from autonet_tf.training.loop import apply_summed
+from autonet_tf.training.optimizers import MomentumSGD
+
+_STRUCTURAL = ("genotype_spec", "emsize", "nhid", "batch_size")
+
+
+def check_resumable(model_dir: str, config: RNNTrainConfig, genotype: RecurrentGenotype):
+    new = {**config.to_dict(), "genotype_spec": genotype.to_dict()}
+    loop.check_resumable(model_dir, new, _STRUCTURAL, "training")
+
+
+class RNNTrainer(LanguageModelLoop):
+    """Trains ``genotype``'s language model on ``corpus``; see the module docstring."""
+
+    extra_metrics = ("grad_norm",)
+
+    def __init__(self, config: RNNTrainConfig, genotype: RecurrentGenotype,
+                 corpus: text.Corpus, strategy: tf.distribute.Strategy | None = None):
+        self.config = config
+        self.genotype = genotype
+        self._init_strategy(strategy, config.batch_size, config.strategy)
+        steps = self._init_corpus(corpus, config)
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self.model = RNNLanguageModel(
+                corpus.vocab_size, config.emsize, config.nhid, genotype,
+                dropout=config.dropout, dropouth=config.dropouth, dropoutx=config.dropoutx,
+                dropouti=config.dropouti, dropoute=config.dropoute, name="rnn_model")
+            self.weight_variables = self.model.weight_variables
+            self.weight_optimizer = MomentumSGD(config.learning_rate, 0.0,
+                                                l2=config.weight_decay)
+            self.weight_optimizer.build(self.weight_variables)
+
+            def copies(name):
+                return [tf.Variable(tf.zeros_like(v.value), trainable=False,
+                                    name=f"{name}_{i}")
+                        for i, v in enumerate(self.weight_variables)]
+
+            self.averages = copies("average")
+            self.best = copies("best")
+            self.average_count = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.asgd = tf.Variable(0, dtype=tf.int64, trainable=False)  # 1 after the switch
+            self.best_loss = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+            # One entry per finished epoch (any length: a resumed run may ask for
+            # more epochs).
+            self.val_losses = tf.Variable(np.zeros(0), dtype=tf.float64, trainable=False,
+                                          shape=tf.TensorShape([None]))
+        self.parameters = self.model.count_parameters()
+        self.hidden = self._init_hidden(("train",))
+        self._init_loop(config.model_dir, config.epochs, steps, config.seed,
+                        config.checkpoint_every, config.log_every, config.progress,
+                        model=self.model, weight_optimizer=self.weight_optimizer,
+                        averages=self.averages, best=self.best,
+                        average_count=self.average_count, asgd=self.asgd,
+                        best_loss=self.best_loss,
+                        val_losses=self.val_losses, hidden_train=self.hidden["train"])
+        signature = [tf.TensorSpec([config.batch_size, None], tf.int32),
+                     tf.TensorSpec([2], tf.int64)]
+        self._sgd_step = tf.function(functools.partial(self._distributed_step, average=False),
+                                     autograph=False, input_signature=signature)
+        self._asgd_step = tf.function(functools.partial(self._distributed_step, average=True),
+                                      autograph=False, input_signature=signature)
+
+    @property
+    def averaging(self) -> bool:
+        return bool(self.asgd.numpy())
+
+    # ------------------------------------------------------------------ steps
+    def _replica_step(self, window, seed):
+        batch = self.replica_batch(window, self.hidden["train"], seed, self.config.tar_beta)
+        with tf.GradientTape() as tape:
+            loss, (hidden, nll_sum) = self.batch_loss(
+                lambda inputs: self.model(inputs, training=True), batch)
+        grads = tape.gradient(loss, self.weight_variables)
+        self.store_hidden(self.hidden["train"], hidden)
+        grads = all_reduce_sum(grads)
+        grads, norm = tf.clip_by_global_norm(grads, self.config.grad_clip)
+        apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
+        tokens = tf.cast(self.batch_size * tf.shape(batch[0])[1], tf.float32)
+        return {"loss": nll_sum / tokens, "grad_norm": norm / self.replicas}
+
+    def _distributed_step(self, window, seed, average: bool):
+        out = self.reduce_sum(self.strategy.run(self._replica_step, args=(window, seed)))
+        if average:  # ASGD: running mean of the weights since the switch
+            n = tf.cast(self.average_count.assign_add(1), tf.float32)
+            for avg, var in zip(self.averages, self.weight_variables):
+                avg.assign_add((var.value - avg) / n)
+        return out
+
+    def window_step(self, window, start, seed) -> dict:
+        step = self._asgd_step if self.averaging else self._sgd_step
+        return {k: float(v) for k, v in step(window, seed).items()}
+
+    # ------------------------------------------------------------ weight sets
+    def _swap_in(self, source) -> list:
+        saved = [np.array(v.value) for v in self.weight_variables]
+        for var, value in zip(self.weight_variables, source):
+            var.assign(tf.convert_to_tensor(value))
+        return saved
+
+    def evaluated_weights(self):
+        """The weights validation reads: averaged under ASGD, else the current ones."""
+        return self.averages if self.averaging else self.weight_variables
+
+    # ------------------------------------------------------------------ hooks
+    def begin_epoch(self, epoch: int) -> dict:
+        return {"learning_rate": self.config.learning_rate,
+                "averaged": int(self.averaging)}
+
+    def end_epoch(self, epoch: int, global_step: int) -> dict:
+        averaging = self.averaging
+        saved = self._swap_in(self.averages) if averaging else None
+        val = self.perplexity("valid")
+        if val["loss"] < float(self.best_loss.numpy()):
+            self.best_loss.assign(val["loss"])
+            for best, var in zip(self.best, self.weight_variables):
+                best.assign(var.value)
+        if saved is not None:
+            self._swap_in(saved)
+        previous = list(self.val_losses.numpy()[:epoch])
+        nonmono = self.config.nonmono
+        switched = (not averaging and len(previous) > nonmono
+                    and val["loss"] > min(previous[:-nonmono]))
+        self.val_losses.assign(np.append(previous, val["loss"]))
+        if switched:  # ASGD from the next step on; its first step copies the weights
+            self.asgd.assign(1)
+            self.average_count.assign(0)
+            if self.chief:
+                print("  switching to averaged SGD (validation loss stopped improving)",
+                      flush=True)
+        return {"val_loss": val["loss"], "val_perplexity": val["perplexity"],
+                "averaged_sgd": bool(averaging or switched)}
+
+    def train(self) -> dict:
+        """Trains (or resumes); returns valid and test perplexity of the best weights."""
+        self.run_epochs()
+        if np.isfinite(float(self.best_loss.numpy())):
+            self._swap_in(self.best)
+        valid = self.perplexity("valid")
+        test = self.perplexity("test")
+        return {"valid_loss": valid["loss"], "valid_perplexity": valid["perplexity"],
+                "test_loss": test["loss"], "test_perplexity": test["perplexity"]}
