@@ -140,7 +140,7 @@ RNN_SHARED = ("epochs", "batch_size", "learning_rate", "weight_decay", "grad_cli
 SYNTHETIC_COMMON = {"batch_size": 16, "bptt": 20, "emsize": 64, "nhid": 64,
                     "dropout": 0.2, "dropoutx": 0.2, "dropouth": 0.1, "dropouti": 0.1,
                     "dropoute": 0.0}
-SYNTHETIC_SEARCH_PRESET = {**SYNTHETIC_COMMON, "epochs": 5, "learning_rate": 2.0}
+SYNTHETIC_SEARCH_PRESET = {**SYNTHETIC_COMMON, "epochs": 10, "learning_rate": 5.0}
 SYNTHETIC_TRAIN_PRESET = {**SYNTHETIC_COMMON, "epochs": 10}
 
 

@@ -143,7 +143,11 @@ class RecurrentSearchCell(_RecurrentCellBase):
 
     def _norm(self, s, training, moments: list):
         if training:
-            mean, var = tf.nn.moments(s, axes=[0])
+            # Not tf.nn.moments: it stops the gradient through the mean inside
+            # the variance, which is harmless for first derivatives but wrong
+            # for second ones (exact Hessian-vector products).
+            mean = tf.reduce_mean(s, axis=0)
+            var = tf.reduce_mean(tf.square(s - mean), axis=0)
             n = tf.cast(tf.shape(s)[0], s.dtype)
             moments.append((mean, var * n / tf.maximum(n - 1, 1)))  # unbiased, as torch
         else:
@@ -288,7 +292,9 @@ class RNNLanguageModel(keras.Model):
                               training=training)
         out = raw * masks["output"][:, None, :] if masks is not None else raw
         logits = tf.einsum("btd,vd->btv", out, embedding) + self.decoder_bias.value
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        if logits.dtype in (tf.float16, tf.bfloat16):  # the softmax in float32
+            logits = tf.cast(logits, tf.float32)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
         return log_probs, last, raw
 
     def initial_hidden(self, batch_size: int):

@@ -41,6 +41,26 @@ def gather_rows(local):
     return ctx.all_gather(local, axis=0)
 
 
+def lm_batch_loss(call, batch, global_batch: int):
+    """This replica's share of the global mean NLL (+ TAR); outputs (hidden, NLL sum).
+
+    ``batch`` = (tokens, targets, hidden, masks, tar_beta); ``call(inputs)``
+    runs the language model. The temporal activation regulariser (reference
+    ``--beta``) is ``tar_beta * mean((h_t+1 - h_t)^2)`` of the cell outputs.
+    """
+    tokens, targets, hidden, masks, tar_beta = batch
+    log_probs, last, raw = call((tokens, hidden, masks))
+    nll = -tf.gather(log_probs, targets, batch_dims=2)
+    dtype = nll.dtype
+    nll_sum = tf.reduce_sum(nll)
+    loss = nll_sum / tf.cast(global_batch * tf.shape(tokens)[1], dtype)
+    share = tf.cast(tf.shape(tokens)[0], dtype) / global_batch
+    steps = tf.cast(tf.square(raw[:, 1:] - raw[:, :-1]), dtype)  # empty for 1-token windows
+    slowness = tf.reduce_sum(steps) / tf.cast(tf.maximum(tf.size(steps), 1), dtype)
+    loss = loss + tf.cast(tar_beta, dtype) * share * slowness
+    return loss, (last, nll_sum)
+
+
 class LanguageModelLoop(EpochLoop):
     """Shared corpus, hidden-state and evaluation machinery; see the module docstring."""
 
@@ -94,19 +114,7 @@ class LanguageModelLoop(EpochLoop):
                 tf.constant(tar_beta, self.model.compute_dtype))
 
     def batch_loss(self, call, batch):
-        """This replica's share of the global mean NLL (+ TAR); outputs (hidden, NLL sum)."""
-        tokens, targets, hidden, masks, tar_beta = batch
-        log_probs, last, raw = call((tokens, hidden, masks))
-        nll = -tf.gather(log_probs, targets, batch_dims=2)
-        tokens_global = tf.cast(self.batch_size * tf.shape(tokens)[1], tf.float32)
-        nll_sum = tf.reduce_sum(nll)
-        loss = nll_sum / tokens_global
-        # Temporal activation regularisation on the cell outputs (reference --beta).
-        share = tf.cast(tf.shape(tokens)[0], tf.float32) / self.batch_size
-        steps = tf.square(raw[:, 1:] - raw[:, :-1])  # empty for one-token windows
-        slowness = tf.reduce_sum(steps) / tf.cast(tf.maximum(tf.size(steps), 1), steps.dtype)
-        loss = loss + tf.cast(tar_beta, tf.float32) * share * tf.cast(slowness, tf.float32)
-        return loss, (last, nll_sum)
+        return lm_batch_loss(call, batch, self.batch_size)
 
     def store_hidden(self, var, local):
         var.assign(gather_rows(local))

@@ -39,6 +39,11 @@ def check_resumable(model_dir: str, config: RNNTrainConfig, genotype: RecurrentG
     loop.check_resumable(model_dir, new, _STRUCTURAL, "training")
 
 
+def should_average(previous: list, val_loss: float, nonmono: int) -> bool:
+    """The reference's switch to ASGD: worse than the best of all epochs but the last ``nonmono``."""
+    return len(previous) > nonmono and val_loss > min(previous[:-nonmono])
+
+
 class RNNTrainer(LanguageModelLoop):
     """Trains ``genotype``'s language model on ``corpus``; see the module docstring."""
 
@@ -148,9 +153,7 @@ class RNNTrainer(LanguageModelLoop):
         if saved is not None:
             self._swap_in(saved)
         previous = list(self.val_losses.numpy()[:epoch])
-        nonmono = self.config.nonmono
-        switched = (not averaging and len(previous) > nonmono
-                    and val["loss"] > min(previous[:-nonmono]))
+        switched = not averaging and should_average(previous, val["loss"], self.config.nonmono)
         self.val_losses.assign(np.append(previous, val["loss"]))
         if switched:  # ASGD from the next step on; its first step copies the weights
             self.asgd.assign(1)
