@@ -4,6 +4,8 @@
     python bin/benchmark.py --batch_size=64 --order=first
     python bin/benchmark.py --batch_size=16 --order=second --iterations=5
     python bin/benchmark.py --mode=train --genotype=DARTS_V2      # 20 cells, C=36, batch 96
+    python bin/benchmark.py --mode=rnn_search --order=second      # PTB sizes: 300 units, B=256
+    python bin/benchmark.py --mode=rnn_train                      # 850 units, B=64
 
 --mode=search builds the CIFAR-10 supernet (default: 8 cells, C=16, 32x32x3
 inputs, 10 classes) and times architecture step + weight step; --mode=train
@@ -13,6 +15,11 @@ feed random batches, run --warmup iterations (the first one traces and
 compiles), then time --iterations and print one JSON line: median/min
 seconds per iteration, the compile time, and peak memory (host RSS
 high-water mark; on a GPU also the device's peak).
+
+--mode=rnn_search / rnn_train time one step of the recurrent search (alpha
+step + weight step) or of the recurrent language model at the reference
+sizes: a 10,000-word vocabulary (PTB's), bptt 35 windows, emsize = nhid =
+300 and batch 256 (search) or 850 and batch 64 (training); random tokens.
 """
 
 import os
@@ -24,8 +31,13 @@ from absl import flags  # noqa: E402
 
 from autonet_tf import cli  # noqa: E402
 
-flags.DEFINE_enum("mode", "search", ["search", "train"], "What to time.")
-flags.DEFINE_integer("batch_size", None, "Global batch size (search 64, train 96).")
+flags.DEFINE_enum("mode", "search", ["search", "train", "rnn_search", "rnn_train"],
+                  "What to time.")
+flags.DEFINE_integer("batch_size", None, "Global batch size (search 64, train 96, rnn_search "
+                     "256, rnn_train 64).")
+flags.DEFINE_integer("nhid", None, "RNN: emsize = nhid (rnn_search 300, rnn_train 850).")
+flags.DEFINE_integer("bptt", 35, "RNN: tokens per window.")
+flags.DEFINE_integer("vocab_size", 10000, "RNN: vocabulary size.")
 flags.DEFINE_enum("order", "first", ["first", "second"], "Architecture gradient order.")
 flags.DEFINE_integer("layers", None, "Cells (search 8, train 20).")
 flags.DEFINE_integer("init_channels", None, "Initial channels (search 16, train 36).")
@@ -39,19 +51,60 @@ flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored.")
 FLAGS = flags.FLAGS
 
 
+def benchmark_rnn():
+    import numpy as np
+
+    from autonet_tf.configs import RNNSearchConfig, RNNTrainConfig
+    from autonet_tf.data.text import Corpus
+    from autonet_tf.distribute.strategy import create_strategy
+    from autonet_tf.search_space.rnn_genotypes import load_recurrent_genotype
+    from autonet_tf.training.rnn_search_trainer import RNNSearchTrainer
+    from autonet_tf.training.rnn_trainer import RNNTrainer
+
+    search = FLAGS.mode == "rnn_search"
+    batch = FLAGS.batch_size or (256 if search else 64)
+    nhid = FLAGS.nhid or (300 if search else 850)
+    for name, value in (("batch_size", batch), ("nhid", nhid), ("bptt", FLAGS.bptt),
+                        ("vocab_size", FLAGS.vocab_size), ("iterations", FLAGS.iterations)):
+        if value <= 0:
+            cli.fail(f"--{name}={value} is invalid: expected an integer > 0")
+    steps = FLAGS.warmup + FLAGS.iterations
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, FLAGS.vocab_size, batch * (FLAGS.bptt * steps + 2) + 100)
+    vocab = [f"w{i}" for i in range(FLAGS.vocab_size - 1)] + ["<unk>"]
+    corpus = Corpus("random", vocab, tokens.astype(np.int32), tokens[:batch * 80],
+                    tokens[:200])
+    common = dict(model_dir="/tmp/autonet_benchmark_unused", batch_size=batch, bptt=FLAGS.bptt,
+                  emsize=nhid, nhid=nhid, variable_bptt=False, jit_compile=FLAGS.jit_compile,
+                  strategy=FLAGS.strategy, num_devices=FLAGS.num_devices, progress=False)
+    if search:
+        config = RNNSearchConfig(order=FLAGS.order, **common)
+    else:
+        config = RNNTrainConfig(genotype=FLAGS.genotype, **common)
+    config.validate()
+    strategy = create_strategy(config.strategy, config.num_devices)
+    if search:
+        trainer = RNNSearchTrainer(config, corpus, strategy)
+    else:
+        trainer = RNNTrainer(config, load_recurrent_genotype(FLAGS.genotype), corpus, strategy)
+    times = _time_steps(trainer, trainer.epoch_iterators(0))
+    _report({"benchmark": "rnn_search_step" if search else "rnn_train_step",
+             "order": FLAGS.order if search else None,
+             "genotype": None if search else FLAGS.genotype,
+             "parameters": trainer.model.count_parameters(), "batch_size": batch,
+             "bptt": FLAGS.bptt, "nhid": nhid, "vocab_size": FLAGS.vocab_size,
+             "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
+             "replicas": trainer.replicas}, times)
+
+
 def main(argv):
     del argv
-    import json
-    import platform
-    import resource
-    import statistics
-    import time
-
     from autonet_tf.distribute.strategy import create_strategy, prepare_devices
 
     prepare_devices(FLAGS.strategy, FLAGS.num_devices)
+    if FLAGS.mode.startswith("rnn"):
+        return benchmark_rnn()
     import numpy as np
-    import tensorflow as tf
 
     from autonet_tf.configs import SearchConfig, TrainConfig
     from autonet_tf.data.images import ImageDataset
@@ -91,14 +144,7 @@ def main(argv):
         trainer = NetworkTrainer(config, load_genotype(FLAGS.genotype), data, strategy)
         trainer.begin_epoch(config.epochs // 2)  # drop path on, as mid-training
     iterators = trainer.epoch_iterators(0)
-    times = []
-    for i in range(FLAGS.warmup + FLAGS.iterations):
-        start = time.perf_counter()
-        out = trainer.train_step(*iterators)
-        float(out["loss"])  # wait for the step
-        times.append(time.perf_counter() - start)
-    timed = times[FLAGS.warmup:]
-    gpus = tf.config.list_physical_devices("GPU")
+    times = _time_steps(trainer, iterators)
     result = {
         "benchmark": "darts_search_iteration" if search else "network_train_step",
         "order": FLAGS.order if search else None,
@@ -107,13 +153,40 @@ def main(argv):
         "init_channels": FLAGS.init_channels, "image_size": size,
         "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
         "replicas": trainer.replicas,
+    }
+    _report(result, times)
+
+
+def _time_steps(trainer, iterators) -> list:
+    import time
+
+    times = []
+    for _ in range(FLAGS.warmup + FLAGS.iterations):
+        start = time.perf_counter()
+        out = trainer.train_step(*iterators)
+        float(out["loss"])  # wait for the step
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _report(result: dict, times: list) -> None:
+    import json
+    import platform
+    import resource
+    import statistics
+
+    import tensorflow as tf
+
+    timed = times[FLAGS.warmup:]
+    gpus = tf.config.list_physical_devices("GPU")
+    result.update({
         "median_s": round(statistics.median(timed), 4), "min_s": round(min(timed), 4),
         "first_iteration_s": round(times[0], 2),
         "peak_host_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "device": gpus[0].name if gpus else platform.processor() or "cpu",
         "cpu_count": os.cpu_count(),
         "tensorflow": tf.__version__,
-    }
+    })
     if gpus:
         info = tf.config.experimental.get_memory_info("GPU:0")
         result["peak_gpu_gb"] = round(info["peak"] / 2**30, 3)

@@ -128,7 +128,7 @@ class RNNTrainer(LanguageModelLoop):
 
     # ------------------------------------------------------------ weight sets
     def _swap_in(self, source) -> list:
-        saved = [np.array(v.value) for v in self.weight_variables]
+        saved = [v.numpy() for v in self.weight_variables]
         for var, value in zip(self.weight_variables, source):
             var.assign(tf.convert_to_tensor(value))
         return saved
