@@ -35,9 +35,11 @@ def define_data_flags() -> None:
     flags.DEFINE_string(
         "dataset", "digits", "'digits' (embedded), a tfds name (cifar10, cifar100, mnist, "
         "fashion_mnist, svhn_cropped), an .npz file (MedMNIST layout) or a folder of class "
-        "sub-folders.")
+        "sub-folders. With --model=rnn: 'synthetic' (generated, the default), 'ptb' (with "
+        "--data_dir) or a directory with train.txt, valid.txt and test.txt.")
     flags.DEFINE_string("data_dir", None,
-                        "tfds data directory (datasets prepared with `tfds build`).")
+                        "tfds data directory (datasets prepared with `tfds build`); with "
+                        "--dataset=ptb the Penn Treebank folder.")
     flags.DEFINE_enum("augment", "auto", ["auto", "on", "off"],
                       "Random crop + flip (auto: on for CIFAR).")
     flags.DEFINE_integer("image_size", None, "Resize image-folder datasets to this size.")

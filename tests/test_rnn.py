@@ -205,3 +205,20 @@ def test_switch_to_averaged_sgd_follows_the_reference_rule():
     assert should_average([5.0, 4.0, 4.5], 4.2, nonmono=1)  # min([5.0, 4.0]) = 4.0
     assert not should_average([5.0, 4.0, 4.5], 4.2, nonmono=5)  # too few epochs yet
     assert not should_average([5.0, 4.0, 3.0], 2.9, nonmono=1)
+
+
+def test_rnn_training_on_two_mirrored_replicas_equals_one_device(tmp_path):
+    corpus = text.synthetic_corpus()
+    weights = []
+    for name, strategy in (("one", tf.distribute.get_strategy()),
+                           ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+        config = _tiny_train_config(tmp_path / name)
+        trainer = RNNTrainer(config, rg.DARTS_V2_RNN, corpus, strategy)
+        assert trainer.replicas == (1 if name == "one" else 2)
+        windows = trainer.epoch_iterators(0)[0]
+        for _ in range(3):
+            trainer.train_step(windows)
+        weights.append([v.numpy() for v in trainer.weight_variables]
+                       + [trainer.hidden["train"].numpy()])
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
