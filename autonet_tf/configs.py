@@ -63,6 +63,20 @@ class DataConfig:
                "test_fraction", self.test_fraction, "a fraction in (0, 1)")
 
 
+@dataclasses.dataclass
+class RuntimeConfig:
+    """Where and how a run executes; shared by every run config."""
+
+    strategy: str = "default"
+    num_devices: int | None = None  # replicas for 'mirrored' (None: all visible)
+    tpu: str | None = None
+    jit_compile: bool = False
+    checkpoint_every: int = 200  # steps between mid-epoch checkpoints
+    max_steps_per_epoch: int | None = None  # cap (for quick runs)
+    log_every: int = 10  # steps between TensorBoard scalar writes
+    progress: bool = True
+
+
 def _validate_runtime(config) -> None:
     """Checks the strategy, device, step-cap and seed fields every run config has."""
     _check(config.strategy in STRATEGIES, "strategy", config.strategy,
@@ -90,7 +104,7 @@ def _from_dict(cls, data: dict):
 
 
 @dataclasses.dataclass
-class SearchConfig:
+class SearchConfig(RuntimeConfig):
     """DARTS CNN search settings; defaults are the reference ``train_search.py``."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -116,15 +130,7 @@ class SearchConfig:
     alpha_init_scale: float = 1e-3  # model_search.py: 1e-3 * randn
     unrolled_epsilon: float = 0.01  # architect.py: R = 0.01 / ||v||
     seed: int = 2  # train_search.py --seed
-    strategy: str = "default"
-    num_devices: int | None = None  # replicas for 'mirrored' (None: all visible)
-    tpu: str | None = None
     sync_batchnorm: bool = True  # BN statistics over the global batch
-    jit_compile: bool = False
-    checkpoint_every: int = 200  # steps between mid-epoch checkpoints
-    max_steps_per_epoch: int | None = None  # cap (for quick runs)
-    log_every: int = 10  # steps between TensorBoard scalar writes
-    progress: bool = True
 
     def validate(self) -> None:
         self.data.validate()
@@ -155,7 +161,7 @@ class SearchConfig:
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(RuntimeConfig):
     """Training a discovered network from scratch; defaults are the reference ``train.py``."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -176,15 +182,7 @@ class TrainConfig:
     drop_path_prob: float = 0.2  # train.py --drop_path_prob (scaled by epoch / epochs)
     cutout_length: int = 16  # the paper's runs use --cutout (length 16); 0 = off
     seed: int = 0  # train.py --seed
-    strategy: str = "default"
-    num_devices: int | None = None
-    tpu: str | None = None
     sync_batchnorm: bool = True
-    jit_compile: bool = False
-    checkpoint_every: int = 200
-    max_steps_per_epoch: int | None = None
-    log_every: int = 10
-    progress: bool = True
     export: bool = True  # write export/ (SavedModel + metadata) after training
     tflite: bool = False  # also write export/model.tflite
 
@@ -261,7 +259,7 @@ def _validate_rnn_common(config) -> None:
 
 
 @dataclasses.dataclass
-class RNNSearchConfig:
+class RNNSearchConfig(RuntimeConfig):
     """DARTS recurrent-cell search; defaults are the reference ``rnn/train_search.py``."""
 
     data: TextDataConfig = dataclasses.field(default_factory=TextDataConfig)
@@ -292,14 +290,6 @@ class RNNSearchConfig:
     alpha_init_scale: float = 1e-3  # 1e-3 * randn
     unrolled_epsilon: float = 0.01  # R = 0.01 / ||v||
     seed: int = 3  # --seed
-    strategy: str = "default"
-    num_devices: int | None = None
-    tpu: str | None = None
-    jit_compile: bool = False
-    checkpoint_every: int = 200
-    max_steps_per_epoch: int | None = None
-    log_every: int = 10
-    progress: bool = True
 
     def validate(self) -> None:
         _check(self.order in ("first", "second"), "order", self.order, "'first' or 'second'")
@@ -320,7 +310,7 @@ class RNNSearchConfig:
 
 
 @dataclasses.dataclass
-class RNNTrainConfig:
+class RNNTrainConfig(RuntimeConfig):
     """Training a recurrent cell from scratch; defaults are the reference ``rnn/train.py``."""
 
     data: TextDataConfig = dataclasses.field(default_factory=TextDataConfig)
@@ -345,14 +335,6 @@ class RNNTrainConfig:
     tar_beta: float = 1e-3
     nonmono: int = 5  # switch to averaged SGD when val loss > min of all but the last 5
     seed: int = 1267  # --seed
-    strategy: str = "default"
-    num_devices: int | None = None
-    tpu: str | None = None
-    jit_compile: bool = False
-    checkpoint_every: int = 200
-    max_steps_per_epoch: int | None = None
-    log_every: int = 10
-    progress: bool = True
     export: bool = True
 
     def validate(self) -> None:

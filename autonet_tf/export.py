@@ -170,12 +170,7 @@ class LoadedClassifier:
     def __init__(self, saved_model_dir: str):
         self.path = saved_model_dir
         self.metadata = read_metadata(saved_model_dir)
-        try:
-            self.module = tf.saved_model.load(saved_model_dir)
-        except (OSError, ValueError, tf.errors.OpError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserInputError(f"--saved_model={saved_model_dir!r} cannot be loaded: "
-                                 f"{first}") from None
+        self.module = load_saved_model(saved_model_dir)
         self.input_shape = tuple(self.metadata["input"]["shape"][1:])
         self.class_names = list(self.metadata["class_names"])
 
@@ -188,6 +183,16 @@ class LoadedClassifier:
         if not out:
             return np.zeros((0, len(self.class_names)), np.float32)
         return np.concatenate(out)
+
+
+def load_saved_model(saved_model_dir: str):
+    """``tf.saved_model.load`` with one clear UserInputError when it fails."""
+    try:
+        return tf.saved_model.load(saved_model_dir)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserInputError(f"--saved_model={saved_model_dir!r} cannot be loaded: "
+                             f"{first}") from None
 
 
 def read_metadata(saved_model_dir: str, formats: tuple[str, ...] = (FORMAT,)) -> dict:

@@ -33,7 +33,6 @@ import tensorflow as tf
 
 from autonet_tf import export
 from autonet_tf.data.text import UNK
-from autonet_tf.errors import UserInputError
 
 FORMAT = "autonet_tf/language_model/1"
 VOCAB_NAME = "vocab.txt"
@@ -108,12 +107,7 @@ class LoadedLanguageModel:
     def __init__(self, saved_model_dir: str):
         self.path = saved_model_dir
         self.metadata = export.read_metadata(saved_model_dir, (FORMAT,))
-        try:
-            self.module = tf.saved_model.load(saved_model_dir)
-        except (OSError, ValueError, tf.errors.OpError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserInputError(f"--saved_model={saved_model_dir!r} cannot be loaded: "
-                                 f"{first}") from None
+        self.module = export.load_saved_model(saved_model_dir)
         vocab_path = os.path.join(os.path.dirname(os.path.abspath(saved_model_dir)), VOCAB_NAME)
         self.vocab = None
         if os.path.exists(vocab_path):

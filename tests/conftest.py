@@ -26,6 +26,23 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """ONE MirroredStrategy on the two logical CPUs for the whole session: two
+    MirroredStrategy objects in one process mix up their collective-op keys."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture
+def float64():
+    """Keras float64 for exact-derivative checks; float32 again afterwards."""
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    yield
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
+
+
 def run_bin(script, *args, timeout=900, env=None):
     """Runs bin/<script> in a fresh process; returns CompletedProcess (text)."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")

@@ -2,21 +2,11 @@
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from autonet_tf.models.cnn_search import SearchNetwork
 from autonet_tf.training.architect import Architect, StatelessGradients
 from autonet_tf.training.optimizers import MomentumSGD
-
-
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_floatx("float32")
-    keras.config.set_dtype_policy("float32")
 
 
 def _setup(order, lr=0.5):

@@ -24,9 +24,8 @@ def _train(strategy, order, tmp_path, steps=2):
 
 
 @pytest.mark.parametrize("order", ["first"])
-def test_mirrored_search_step_matches_single_device(order, tmp_path):
+def test_mirrored_search_step_matches_single_device(order, tmp_path, mirrored_strategy):
     single = _train(tf.distribute.get_strategy(), order, tmp_path / "one")
-    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     mirrored = _train(mirrored_strategy, order, tmp_path / "two")
     assert mirrored.replicas == 2
     for a, b in zip(single.arch_variables, mirrored.arch_variables):

@@ -2,7 +2,6 @@
 
 import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -115,15 +114,6 @@ def test_window_schedule_is_deterministic_and_stays_inside_the_rows():
 
 
 # ------------------------------------------------------- second-order gradient
-@pytest.fixture
-def float64():
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_floatx("float32")
-    keras.config.set_dtype_policy("float32")
-
-
 def test_second_order_recurrent_gradient_matches_exact_nested_tapes(float64):
     vocab, nhid, batch = 9, 5, 3
     model = RNNLanguageModel(vocab, nhid, nhid, None, steps=3, dropout=0.3, dropouth=0.2,
@@ -207,11 +197,11 @@ def test_switch_to_averaged_sgd_follows_the_reference_rule():
     assert not should_average([5.0, 4.0, 3.0], 2.9, nonmono=1)
 
 
-def test_rnn_training_on_two_mirrored_replicas_equals_one_device(tmp_path):
+def test_rnn_training_on_two_mirrored_replicas_equals_one_device(tmp_path, mirrored_strategy):
     corpus = text.synthetic_corpus()
     weights = []
     for name, strategy in (("one", tf.distribute.get_strategy()),
-                           ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+                           ("two", mirrored_strategy)):
         config = _tiny_train_config(tmp_path / name)
         trainer = RNNTrainer(config, rg.DARTS_V2_RNN, corpus, strategy)
         assert trainer.replicas == (1 if name == "one" else 2)

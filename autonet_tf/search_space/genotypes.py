@@ -170,18 +170,24 @@ def _parse_reference_text(text: str) -> dict:
     return out
 
 
-def _as_edges(value, field: str) -> tuple[Edge, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise UserInputError(f"genotype: {field} must be a list of [op, input] pairs")
+def as_pairs(value, field: str, index_name: str) -> list[Edge]:
+    """``value`` as a list of (op, index) pairs; UserInputError naming the bad item."""
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise UserInputError(f"genotype: {field} must be a list of [op, {index_name}] pairs")
     edges = []
     for position, item in enumerate(value):
         if (not isinstance(item, (list, tuple)) or len(item) != 2
                 or not isinstance(item[0], str) or isinstance(item[1], bool)
                 or not isinstance(item[1], (int, np.integer))):
             raise UserInputError(
-                f"genotype: {field}[{position}] must be an [op, input_index] pair, "
+                f"genotype: {field}[{position}] must be an [op, {index_name}] pair, "
                 f"got {item!r}")
         edges.append((item[0], int(item[1])))
+    return edges
+
+
+def _as_edges(value, field: str) -> tuple[Edge, ...]:
+    edges = as_pairs(value, field, "input_index")
     if not edges or len(edges) % 2:
         raise UserInputError(
             f"genotype: {field} has {len(edges)} edges; expected an even, non-zero "

@@ -17,11 +17,10 @@ import dataclasses
 import json
 from typing import Sequence
 
-import numpy as np
 
 from autonet_tf.errors import UserInputError
 from autonet_tf.search_space.genotypes import (
-    Edge, _as_concat, _parse_reference_text, _softmax, load_spec)
+    Edge, _as_concat, _parse_reference_text, _softmax, as_pairs, load_spec)
 
 #: Recurrent candidate ops, in the reference order (DARTS ``rnn/genotypes.py``).
 RNN_PRIMITIVES: tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity")
@@ -49,20 +48,12 @@ class RecurrentGenotype:
     concat: tuple[int, ...]
 
     def __post_init__(self):
-        value = self.recurrent
-        if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)) \
-                or not value:
+        pairs = as_pairs(self.recurrent, "recurrent", "predecessor")
+        if not pairs:
             raise UserInputError("genotype: recurrent must be a non-empty list of "
                                  "[op, predecessor] pairs")
         edges = []
-        for position, item in enumerate(value):
-            if (not isinstance(item, (list, tuple)) or len(item) != 2
-                    or not isinstance(item[0], str) or isinstance(item[1], bool)
-                    or not isinstance(item[1], (int, np.integer))):
-                raise UserInputError(
-                    f"genotype: recurrent[{position}] must be an [op, predecessor] pair, "
-                    f"got {item!r}")
-            op, pred = item[0], int(item[1])
+        for position, (op, pred) in enumerate(pairs):
             if op not in RNN_PRIMITIVES or op == "none":
                 raise UserInputError(
                     f"genotype: recurrent[{position}] has unknown op {op!r}; expected one "

@@ -19,7 +19,6 @@ every pass of one step shares them and a resumed run replays them.
 
 from __future__ import annotations
 
-import os
 
 import keras
 import numpy as np
@@ -28,12 +27,12 @@ import tensorflow as tf
 from autonet_tf.configs import RNNSearchConfig
 from autonet_tf.data import text
 from autonet_tf.models.rnn import RNNLanguageModel
-from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype
-from autonet_tf.training import loop, run_dir
+from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
 from autonet_tf.training.lm_loop import LanguageModelLoop
 from autonet_tf.training.loop import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
+from autonet_tf.training.search_outputs import SearchOutputs
 
 _STRUCTURAL = ("emsize", "nhid", "steps", "order", "batch_size")
 
@@ -42,7 +41,7 @@ def check_resumable(model_dir: str, config: RNNSearchConfig) -> None:
     loop.check_resumable(model_dir, config.to_dict(), _STRUCTURAL, "search")
 
 
-class RNNSearchTrainer(LanguageModelLoop):
+class RNNSearchTrainer(SearchOutputs, LanguageModelLoop):
     """Runs a DARTS recurrent search; see the module docstring."""
 
     extra_metrics = ("arch_loss", "grad_norm")
@@ -130,39 +129,10 @@ class RNNSearchTrainer(LanguageModelLoop):
         return {"primitives": list(self.model.cell.primitives),
                 "recurrent": np.asarray(self.model.arch_weights()).round(6).tolist()}
 
-    def _log_alphas(self, step):
-        alphas = self.softmax_alphas()
-        weights = np.asarray(alphas["recurrent"])
-        with self.writer("train").as_default(step=step):
-            for k, op in enumerate(alphas["primitives"]):
-                tf.summary.scalar(f"alpha_recurrent/{op}", float(weights[:, k].mean()))
-            scaled = weights / max(weights.max(), 1e-12)
-            image = np.kron(scaled, np.ones((8, 8)))[None, :, :, None]
-            tf.summary.image("alphas_recurrent", image.astype(np.float32))
-
     # ------------------------------------------------------------------ hooks
     def begin_epoch(self, epoch: int) -> dict:
         return {"learning_rate": self.config.learning_rate}
 
-    def end_epoch(self, epoch: int, global_step: int) -> dict:
+    def validate(self, epoch: int) -> dict:
         val = self.perplexity("valid")
-        if self.chief:
-            self._log_alphas(global_step)
-        return {"val_loss": val["loss"], "val_perplexity": val["perplexity"],
-                "genotype": self.model.genotype().to_dict()}
-
-    def write_epoch_outputs(self, epoch: int, record: dict) -> None:
-        d = self.config.model_dir
-        run_dir.write_json(os.path.join(d, "genotypes", f"epoch_{epoch:03d}.json"),
-                           record["genotype"])
-        run_dir.write_json(os.path.join(d, "alphas", f"epoch_{epoch:03d}.json"),
-                           self.softmax_alphas())
-
-    def describe_epoch(self, record: dict) -> str:
-        genotype = RecurrentGenotype.from_dict(record["genotype"])
-        return (f"val loss {record['val_loss']:.4f} ppl {record['val_perplexity']:.2f} | "
-                f"genotype {genotype}")
-
-    def search(self) -> RecurrentGenotype:
-        self.run_epochs()
-        return self.model.genotype()
+        return {"val_loss": val["loss"], "val_perplexity": val["perplexity"]}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import keras
 import numpy as np
@@ -31,11 +30,11 @@ from autonet_tf.configs import SearchConfig
 from autonet_tf.data.images import ImageDataset
 from autonet_tf.errors import UserInputError
 from autonet_tf.models.cnn_search import SearchNetwork
-from autonet_tf.search_space.genotypes import Genotype
-from autonet_tf.training import loop, run_dir
+from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
 from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
 from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
+from autonet_tf.training.search_outputs import SearchOutputs
 
 log = logging.getLogger("autonet_tf")
 
@@ -48,7 +47,7 @@ def check_resumable(model_dir: str, config: SearchConfig) -> None:
     loop.check_resumable(model_dir, config.to_dict(), _STRUCTURAL, "search")
 
 
-class SearchTrainer(EpochLoop):
+class SearchTrainer(SearchOutputs, EpochLoop):
     """Runs a DARTS CNN search; see the module docstring.
 
     Args:
@@ -173,20 +172,6 @@ class SearchTrainer(EpochLoop):
                 "normal": np.asarray(normal).round(6).tolist(),
                 "reduce": np.asarray(reduce).round(6).tolist()}
 
-    def _log_alphas(self, step):
-        alphas = self.softmax_alphas()
-        with self.writer("train").as_default(step=step):
-            tf.summary.scalar("arch_learning_rate",
-                              float(keras.ops.convert_to_numpy(self.arch_optimizer.learning_rate)))
-            for cell in ("normal", "reduce"):
-                weights = np.asarray(alphas[cell])
-                for k, op in enumerate(alphas["primitives"]):
-                    tf.summary.scalar(f"alpha_{cell}/{op}", float(weights[:, k].mean()))
-                # Heat map: one row per edge, one column per op, upscaled 8x.
-                scaled = weights / max(weights.max(), 1e-12)
-                image = np.kron(scaled, np.ones((8, 8)))[None, :, :, None]
-                tf.summary.image(f"alphas_{cell}", image.astype(np.float32))
-
     # ------------------------------------------------------------------ hooks
     def begin_epoch(self, epoch: int) -> dict:
         cfg = self.config
@@ -194,26 +179,6 @@ class SearchTrainer(EpochLoop):
         self.weight_optimizer.learning_rate.assign(lr)
         return {"learning_rate": lr}
 
-    def end_epoch(self, epoch: int, global_step: int) -> dict:
+    def validate(self, epoch: int) -> dict:
         val = self.evaluate(epoch)
-        if self.chief:
-            self._log_alphas(global_step)
-        return {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                "genotype": self.model.genotype().to_dict()}
-
-    def write_epoch_outputs(self, epoch: int, record: dict) -> None:
-        d = self.config.model_dir
-        run_dir.write_json(os.path.join(d, "genotypes", f"epoch_{epoch:03d}.json"),
-                           record["genotype"])
-        run_dir.write_json(os.path.join(d, "alphas", f"epoch_{epoch:03d}.json"),
-                           self.softmax_alphas())
-
-    def describe_epoch(self, record: dict) -> str:
-        genotype = Genotype.from_dict(record["genotype"])
-        return (f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.4f} | "
-                f"genotype {genotype}")
-
-    def search(self) -> Genotype:
-        """Runs (or resumes) the search; returns the final genotype."""
-        self.run_epochs()
-        return self.model.genotype()
+        return {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}

@@ -20,12 +20,17 @@ from autonet_tf.training.run_dir import write_text
 FORMATS = ("png", "svg", "pdf", "dot")
 
 
-def cell_graph(edges, concat, name: str = "cell") -> pydot.Dot:
-    """A left-to-right graph of one cell from (op, input) edges."""
+def _new_graph(name: str) -> pydot.Dot:
     graph = pydot.Dot(name, graph_type="digraph", rankdir="LR")
     graph.set_node_defaults(style="filled", shape="rect", align="center", fontsize="20",
                             height="0.5", width="0.5", penwidth="2", fontname="helvetica")
     graph.set_edge_defaults(fontsize="20", fontname="helvetica")
+    return graph
+
+
+def cell_graph(edges, concat, name: str = "cell") -> pydot.Dot:
+    """A left-to-right graph of one cell from (op, input) edges."""
+    graph = _new_graph(name)
     graph.add_node(pydot.Node("c_{k-2}", fillcolor="darkseagreen2"))
     graph.add_node(pydot.Node("c_{k-1}", fillcolor="darkseagreen2"))
     steps = len(edges) // 2
@@ -43,10 +48,7 @@ def cell_graph(edges, concat, name: str = "cell") -> pydot.Dot:
 
 def recurrent_graph(edges, concat, name: str = "recurrent") -> pydot.Dot:
     """The recurrent cell (reference ``rnn/visualize.py``): x_{t}, h_{t-1} -> 0 -> ... -> h_{t}."""
-    graph = pydot.Dot(name, graph_type="digraph", rankdir="LR")
-    graph.set_node_defaults(style="filled", shape="rect", align="center", fontsize="20",
-                            height="0.5", width="0.5", penwidth="2", fontname="helvetica")
-    graph.set_edge_defaults(fontsize="20", fontname="helvetica")
+    graph = _new_graph(name)
     graph.add_node(pydot.Node("x_{t}", fillcolor="darkseagreen2"))
     graph.add_node(pydot.Node("h_{t-1}", fillcolor="darkseagreen2"))
     graph.add_node(pydot.Node("0", fillcolor="lightblue"))

@@ -1,0 +1,62 @@
+"""What both DARTS searches (CNN and recurrent) write besides the epoch loop's files.
+
+:class:`SearchOutputs` is mixed into a search trainer that has ``model``
+(with ``genotype()``), ``arch_optimizer``, ``config.model_dir``,
+``softmax_alphas()`` returning ``{"primitives": [...], <cell>: rows, ...}``
+and ``validate(epoch)``; it goes before the epoch loop class in the bases.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from autonet_tf.training import run_dir
+
+
+class SearchOutputs:
+    """Per-epoch genotype/alpha files, alpha summaries, ``search()``.
+
+    The trainer supplies ``validate(epoch)`` -> ``{"val_loss", "val_<metric>"}``.
+    """
+
+    def end_epoch(self, epoch: int, global_step: int) -> dict:
+        record = self.validate(epoch)
+        if self.chief:
+            self.log_alphas(global_step)
+        return {**record, "genotype": self.model.genotype().to_dict()}
+
+    def describe_epoch(self, record: dict) -> str:
+        return f"{super().describe_epoch(record)} | genotype {self.model.genotype()}"
+
+    def log_alphas(self, step: int) -> None:
+        """TensorBoard: mean weight of every op per cell and an alpha heat map per cell."""
+        alphas = self.softmax_alphas()
+        with self.writer("train").as_default(step=step):
+            tf.summary.scalar("arch_learning_rate",
+                              float(keras.ops.convert_to_numpy(self.arch_optimizer.learning_rate)))
+            for cell, rows in alphas.items():
+                if cell == "primitives":
+                    continue
+                weights = np.asarray(rows)
+                for k, op in enumerate(alphas["primitives"]):
+                    tf.summary.scalar(f"alpha_{cell}/{op}", float(weights[:, k].mean()))
+                # Heat map: one row per edge, one column per op, upscaled 8x.
+                scaled = weights / max(weights.max(), 1e-12)
+                image = np.kron(scaled, np.ones((8, 8)))[None, :, :, None]
+                tf.summary.image(f"alphas_{cell}", image.astype(np.float32))
+
+    def write_epoch_outputs(self, epoch: int, record: dict) -> None:
+        d = self.config.model_dir
+        run_dir.write_json(os.path.join(d, "genotypes", f"epoch_{epoch:03d}.json"),
+                           record["genotype"])
+        run_dir.write_json(os.path.join(d, "alphas", f"epoch_{epoch:03d}.json"),
+                           self.softmax_alphas())
+
+    def search(self):
+        """Runs (or resumes) the search; returns the final genotype."""
+        self.run_epochs()
+        return self.model.genotype()
