@@ -11,7 +11,7 @@ from autonet_tf.training.search_trainer import SearchTrainer
 
 def _train(strategy, order, tmp_path, steps=2):
     config = SearchConfig(model_dir=str(tmp_path), order=order, epochs=1, batch_size=16,
-                          layers=3, init_channels=4, steps=2, multiplier=2,
+                          layers=2, init_channels=4, steps=2, multiplier=2,
                           max_steps_per_epoch=steps, progress=False, seed=5)
     data = images.load(config.data, config.seed)
     trainer = SearchTrainer(config, data, strategy)
