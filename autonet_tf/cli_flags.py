@@ -56,7 +56,7 @@ def dataset_stem() -> str:
 
 
 RUNTIME = ("strategy", "num_devices", "tpu", "jit_compile", "max_steps_per_epoch",
-           "checkpoint_every", "progress")
+           "checkpoint_every", "progress", "mixed_precision")
 
 
 def define_runtime_flags(checkpoint_every: int = 200) -> None:
@@ -65,6 +65,9 @@ def define_runtime_flags(checkpoint_every: int = 200) -> None:
                          "the CPU is split into this many logical devices).")
     flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+    flags.DEFINE_enum("mixed_precision", "off", ["off", "mixed_float16", "mixed_bfloat16"],
+                      "16-bit compute with float32 variables; alphas, softmax and losses "
+                      "stay float32.")
     flags.DEFINE_integer("max_steps_per_epoch", None, "Cap on steps per epoch (quick runs).")
     flags.DEFINE_integer("checkpoint_every", checkpoint_every, "Steps between checkpoints.")
     flags.DEFINE_bool("progress", True, "Show a progress bar per epoch.")

@@ -75,12 +75,15 @@ class RuntimeConfig:
     max_steps_per_epoch: int | None = None  # cap (for quick runs)
     log_every: int = 10  # steps between TensorBoard scalar writes
     progress: bool = True
+    mixed_precision: str = "off"  # 'mixed_float16' or 'mixed_bfloat16': 16-bit compute
 
 
 def _validate_runtime(config) -> None:
     """Checks the strategy, device, step-cap and seed fields every run config has."""
     _check(config.strategy in STRATEGIES, "strategy", config.strategy,
            f"one of {', '.join(STRATEGIES)}")
+    _check(config.mixed_precision in ("off", "mixed_float16", "mixed_bfloat16"),
+           "mixed_precision", config.mixed_precision, "off, mixed_float16 or mixed_bfloat16")
     if config.num_devices is not None:
         _positive("num_devices", config.num_devices)
     if config.max_steps_per_epoch is not None:

@@ -65,7 +65,7 @@ def export_language_model(model: keras.Model, export_dir: str, *, vocab, metadat
 
     def serve_with_state(tokens, hidden):
         log_probs, last, _ = model((tokens, hidden, None), training=False)
-        return {"log_probs": log_probs, "hidden": last}
+        return {"log_probs": log_probs, "hidden": tf.cast(last, tf.float32)}
 
     def score_words(words):
         ids = lookup(words)

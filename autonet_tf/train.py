@@ -80,7 +80,7 @@ def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = Non
         if config.export:
             export_dir = os.path.join(d, "export")
             export.export_classifier(
-                trainer.model, export_dir, input_shape=dataset.input_shape,
+                trainer.export_model(), export_dir, input_shape=dataset.input_shape,
                 mean=dataset.mean, std=dataset.std, class_names=dataset.class_names,
                 tflite=config.tflite,
                 metadata={"genotype": genotype.to_dict(), "network": trainer.kind,
@@ -142,7 +142,7 @@ def run_rnn_train(config: RNNTrainConfig, strategy: tf.distribute.Strategy | Non
         if config.export:
             export_dir = os.path.join(d, "export")
             lm_export.export_language_model(
-                trainer.model, export_dir, vocab=corpus.vocab,
+                trainer.export_model(), export_dir, vocab=corpus.vocab,
                 metadata={"genotype": genotype.to_dict(), "dataset": config.data.dataset,
                           "parameters": trainer.parameters, "emsize": config.emsize,
                           "bptt": config.bptt, **metrics})

@@ -48,6 +48,8 @@ flags.DEFINE_integer("warmup", 2, "Untimed iterations (the first compiles).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
 flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored"], "Strategy.")
 flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored.")
+flags.DEFINE_enum("mixed_precision", "off", ["off", "mixed_float16", "mixed_bfloat16"],
+                  "16-bit compute (variables, alphas and losses stay float32).")
 FLAGS = flags.FLAGS
 
 
@@ -76,7 +78,8 @@ def benchmark_rnn():
                     tokens[:200])
     common = dict(model_dir="/tmp/autonet_benchmark_unused", batch_size=batch, bptt=FLAGS.bptt,
                   emsize=nhid, nhid=nhid, variable_bptt=False, jit_compile=FLAGS.jit_compile,
-                  strategy=FLAGS.strategy, num_devices=FLAGS.num_devices, progress=False)
+                  strategy=FLAGS.strategy, num_devices=FLAGS.num_devices, progress=False,
+                  mixed_precision=FLAGS.mixed_precision)
     if search:
         config = RNNSearchConfig(order=FLAGS.order, **common)
     else:
@@ -94,7 +97,7 @@ def benchmark_rnn():
              "parameters": trainer.model.count_parameters(), "batch_size": batch,
              "bptt": FLAGS.bptt, "nhid": nhid, "vocab_size": FLAGS.vocab_size,
              "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
-             "replicas": trainer.replicas}, times)
+             "mixed_precision": FLAGS.mixed_precision, "replicas": trainer.replicas}, times)
 
 
 def main(argv):
@@ -131,7 +134,8 @@ def main(argv):
     common = dict(model_dir="/tmp/autonet_benchmark_unused", batch_size=FLAGS.batch_size,
                   layers=FLAGS.layers, init_channels=FLAGS.init_channels,
                   jit_compile=FLAGS.jit_compile, strategy=FLAGS.strategy,
-                  num_devices=FLAGS.num_devices, progress=False)
+                  num_devices=FLAGS.num_devices, progress=False,
+                  mixed_precision=FLAGS.mixed_precision)
     if search:
         config = SearchConfig(order=FLAGS.order, **common)
     else:
@@ -152,7 +156,7 @@ def main(argv):
         "parameters": None if search else trainer.parameters, "batch_size": FLAGS.batch_size, "layers": FLAGS.layers,
         "init_channels": FLAGS.init_channels, "image_size": size,
         "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
-        "replicas": trainer.replicas,
+        "mixed_precision": FLAGS.mixed_precision, "replicas": trainer.replicas,
     }
     _report(result, times)
 

@@ -63,8 +63,11 @@ class _RecurrentCellBase(keras.layers.Layer):
 
     def call(self, inputs, hidden, x_mask=None, h_mask=None, probs=None, training=False):
         """inputs (B, T, ninp), hidden (B, nhid) -> (outputs (B, T, nhid), last hidden)."""
-        w0 = self.w0.value
-        ws = [w.value for w in self.ws]
+        # Explicit casts: stateless_call runs call() outside Keras' autocast scope.
+        dtype = self.compute_dtype
+        w0 = tf.cast(self.w0.value, dtype)
+        ws = [tf.cast(w.value, dtype) for w in self.ws]
+        inputs, hidden = tf.cast(inputs, dtype), tf.cast(hidden, dtype)
         w0x, w0h = w0[:self.ninp], w0[self.ninp:]
         if training and x_mask is not None:
             inputs = inputs * x_mask[:, None, :]
@@ -133,7 +136,7 @@ class RecurrentSearchCell(_RecurrentCellBase):
                                                trainable=False, name="moving_variance")
 
     def initial_moments(self) -> tuple:
-        zeros = tf.zeros((self.nhid,), self.compute_dtype)
+        zeros = tf.zeros((self.nhid,), self.moving_mean.dtype)
         return (zeros, zeros)
 
     def update_moments(self, sums, time_steps) -> None:
@@ -142,6 +145,9 @@ class RecurrentSearchCell(_RecurrentCellBase):
             var.assign((1 - BN_MOMENTUM) * var.value + BN_MOMENTUM * total / count)
 
     def _norm(self, s, training, moments: list):
+        """BatchNorm without affine, in the variables' dtype (float32 under mixed precision)."""
+        dtype = s.dtype
+        s = tf.cast(s, self.moving_mean.dtype)
         if training:
             # Not tf.nn.moments: it stops the gradient through the mean inside
             # the variance, which is harmless for first derivatives but wrong
@@ -152,7 +158,7 @@ class RecurrentSearchCell(_RecurrentCellBase):
             moments.append((mean, var * n / tf.maximum(n - 1, 1)))  # unbiased, as torch
         else:
             mean, var = self.moving_mean.value, self.moving_variance.value
-        return (s - mean) * tf.math.rsqrt(var + BN_EPSILON)
+        return tf.cast((s - mean) * tf.math.rsqrt(var + BN_EPSILON), dtype)
 
     def nodes(self, s0, ws, h_mask, probs, training):
         moments = []
@@ -276,7 +282,8 @@ class RNNLanguageModel(keras.Model):
     # ------------------------------------------------------------------- call
     def call(self, inputs, training=False):
         tokens, hidden, masks = inputs
-        embedding = self.embedding.value
+        dtype = self.compute_dtype
+        embedding = tf.cast(self.embedding.value, dtype)
         weights = embedding
         if training and masks is not None:
             weights = embedding * masks["embedding"][:, None]
@@ -285,13 +292,15 @@ class RNNLanguageModel(keras.Model):
             x = x * masks["input"][:, None, :]
         probs = None
         if self.search:
-            probs = tf.nn.softmax(tf.cast(self.alphas.value, self.compute_dtype), -1)
+            # Alphas and their softmax stay float32; the mixture runs in compute dtype.
+            probs = tf.cast(tf.nn.softmax(self.alphas.value, -1), dtype)
         masks = masks if training else None
         raw, last = self.cell(x, hidden, None if masks is None else masks["x"],
                               None if masks is None else masks["h"], probs=probs,
                               training=training)
         out = raw * masks["output"][:, None, :] if masks is not None else raw
-        logits = tf.einsum("btd,vd->btv", out, embedding) + self.decoder_bias.value
+        logits = (tf.einsum("btd,vd->btv", out, embedding)
+                  + tf.cast(self.decoder_bias.value, dtype))
         if logits.dtype in (tf.float16, tf.bfloat16):  # the softmax in float32
             logits = tf.cast(logits, tf.float32)
         log_probs = tf.nn.log_softmax(logits, axis=-1)

@@ -24,6 +24,7 @@ from autonet_tf.training import loop
 from autonet_tf.training.architect import all_reduce_sum
 from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
 from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
+from autonet_tf.training.precision import dtype_policy
 
 # Model-defining settings that must match to resume from a run directory.
 _STRUCTURAL = ("genotype_spec", "network", "layers", "init_channels", "auxiliary")
@@ -72,12 +73,8 @@ class NetworkTrainer(EpochLoop):
         self.extra_metrics += ("grad_norm",)
 
         keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope():
-            self.model = build_network(
-                self.kind, genotype, dataset.num_classes, dataset.input_shape,
-                init_channels=config.init_channels, layers=config.layers,
-                auxiliary=config.auxiliary, sync_bn=config.sync_batchnorm and self.replicas > 1,
-                name=f"network_{self.kind}")
+        with self.strategy.scope(), dtype_policy(config.mixed_precision):
+            self.model = self._build(sync_bn=config.sync_batchnorm and self.replicas > 1)
             self.optimizer = MomentumSGD(config.learning_rate, config.momentum,
                                          l2=config.weight_decay)
             self.optimizer.build(self.model.trainable_variables)
@@ -88,6 +85,23 @@ class NetworkTrainer(EpochLoop):
         self.train_step = tf.function(self._train_step, autograph=False,
                                       jit_compile=config.jit_compile and not self.model.sync_bn)
         self.eval_step = self.make_eval_step(self.model)
+
+    def _build(self, sync_bn: bool):
+        cfg = self.config
+        return build_network(
+            self.kind, self.genotype, self.dataset.num_classes, self.dataset.input_shape,
+            init_channels=cfg.init_channels, layers=cfg.layers, auxiliary=cfg.auxiliary,
+            sync_bn=sync_bn, name=f"network_{self.kind}")
+
+    def export_model(self):
+        """The trained network for export: a float32 copy when trained in 16 bits."""
+        if self.model.compute_dtype == "float32":
+            return self.model
+        with dtype_policy("float32"):
+            copy = self._build(sync_bn=False)
+            copy(tf.zeros((1,) + tuple(self.dataset.input_shape)), training=False)
+        copy.set_weights(self.model.get_weights())
+        return copy
 
     # ------------------------------------------------------------------ steps
     def _replica_step(self, batch):

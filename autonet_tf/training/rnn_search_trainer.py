@@ -32,6 +32,7 @@ from autonet_tf.training.architect import Architect, StatelessGradients, all_red
 from autonet_tf.training.lm_loop import LanguageModelLoop
 from autonet_tf.training.loop import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
+from autonet_tf.training.precision import dtype_policy
 from autonet_tf.training.search_outputs import SearchOutputs
 
 _STRUCTURAL = ("emsize", "nhid", "steps", "order", "batch_size")
@@ -54,7 +55,7 @@ class RNNSearchTrainer(SearchOutputs, LanguageModelLoop):
         self.search_rows = text.batchify(corpus.valid, config.batch_size,
                                          "validation split (searched with --batch_size rows)")
         keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope():
+        with self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = RNNLanguageModel(
                 corpus.vocab_size, config.emsize, config.nhid, None, config.steps,
                 config.dropout, config.dropouth, config.dropoutx, config.dropouti,

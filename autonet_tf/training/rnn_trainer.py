@@ -30,6 +30,7 @@ from autonet_tf.training.architect import all_reduce_sum
 from autonet_tf.training.lm_loop import LanguageModelLoop
 from autonet_tf.training.loop import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
+from autonet_tf.training.precision import dtype_policy
 
 _STRUCTURAL = ("genotype_spec", "emsize", "nhid", "batch_size")
 
@@ -56,11 +57,8 @@ class RNNTrainer(LanguageModelLoop):
         self._init_strategy(strategy, config.batch_size, config.strategy)
         steps = self._init_corpus(corpus, config)
         keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope():
-            self.model = RNNLanguageModel(
-                corpus.vocab_size, config.emsize, config.nhid, genotype,
-                dropout=config.dropout, dropouth=config.dropouth, dropoutx=config.dropoutx,
-                dropouti=config.dropouti, dropoute=config.dropoute, name="rnn_model")
+        with self.strategy.scope(), dtype_policy(config.mixed_precision):
+            self.model = self._build()
             self.weight_variables = self.model.weight_variables
             self.weight_optimizer = MomentumSGD(config.learning_rate, 0.0,
                                                 l2=config.weight_decay)
@@ -95,6 +93,22 @@ class RNNTrainer(LanguageModelLoop):
                                      autograph=False, input_signature=signature)
         self._asgd_step = tf.function(functools.partial(self._distributed_step, average=True),
                                       autograph=False, input_signature=signature)
+
+    def _build(self) -> RNNLanguageModel:
+        cfg = self.config
+        return RNNLanguageModel(
+            self.corpus.vocab_size, cfg.emsize, cfg.nhid, self.genotype, dropout=cfg.dropout,
+            dropouth=cfg.dropouth, dropoutx=cfg.dropoutx, dropouti=cfg.dropouti,
+            dropoute=cfg.dropoute, name="rnn_model")
+
+    def export_model(self) -> RNNLanguageModel:
+        """The trained model for export: a float32 copy when trained in 16 bits."""
+        if self.model.compute_dtype == "float32":
+            return self.model
+        with dtype_policy("float32"):
+            copy = self._build()
+        copy.set_weights(self.model.get_weights())
+        return copy
 
     @property
     def averaging(self) -> bool:

@@ -34,6 +34,7 @@ from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
 from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
 from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
+from autonet_tf.training.precision import dtype_policy
 from autonet_tf.training.search_outputs import SearchOutputs
 
 log = logging.getLogger("autonet_tf")
@@ -79,7 +80,7 @@ class SearchTrainer(SearchOutputs, EpochLoop):
         self.augment = {"on": True, "off": False}.get(config.data.augment, dataset.natural)
 
         keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope():
+        with self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = SearchNetwork(
                 dataset.num_classes, config.init_channels, config.layers, config.steps,
                 config.multiplier, config.stem_multiplier,
