@@ -92,6 +92,19 @@ def _validate_runtime(config) -> None:
            "an integer >= 0")
 
 
+def _validate_architect(config) -> None:
+    """Checks the architecture-gradient fields both search configs have."""
+    _check(config.order in ("first", "second"), "order", config.order, "'first' or 'second'")
+    for name in ("arch_learning_rate", "unrolled_epsilon"):
+        _positive(name, getattr(config, name), integer=False)
+    for name in ("arch_weight_decay", "alpha_init_scale"):
+        _non_negative(name, getattr(config, name))
+    for name in ("arch_beta_1", "arch_beta_2"):
+        value = getattr(config, name)
+        _check(isinstance(value, (int, float)) and 0 <= value < 1, name, value,
+               "a number in [0, 1)")
+
+
 def _to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
@@ -137,7 +150,7 @@ class SearchConfig(RuntimeConfig):
 
     def validate(self) -> None:
         self.data.validate()
-        _check(self.order in ("first", "second"), "order", self.order, "'first' or 'second'")
+        _validate_architect(self)
         for name in ("epochs", "batch_size", "layers", "init_channels", "steps",
                      "multiplier", "stem_multiplier", "checkpoint_every", "log_every"):
             _positive(name, getattr(self, name))
@@ -145,17 +158,12 @@ class SearchConfig(RuntimeConfig):
                f"at most --steps ({self.steps})")
         _check(isinstance(self.train_portion, (int, float)) and 0 < self.train_portion < 1,
                "train_portion", self.train_portion, "a fraction in (0, 1)")
-        for name in ("learning_rate", "arch_learning_rate", "grad_clip", "unrolled_epsilon"):
+        for name in ("learning_rate", "grad_clip"):
             _positive(name, getattr(self, name), integer=False)
-        for name in ("learning_rate_min", "momentum", "weight_decay", "arch_weight_decay",
-                     "alpha_init_scale"):
+        for name in ("learning_rate_min", "momentum", "weight_decay"):
             _non_negative(name, getattr(self, name))
         _check(self.learning_rate_min <= self.learning_rate, "learning_rate_min",
                self.learning_rate_min, f"at most --learning_rate ({self.learning_rate})")
-        for name in ("arch_beta_1", "arch_beta_2"):
-            value = getattr(self, name)
-            _check(isinstance(value, (int, float)) and 0 <= value < 1, name, value,
-                   "a number in [0, 1)")
         _validate_runtime(self)
 
     to_dict = _to_dict
@@ -295,16 +303,8 @@ class RNNSearchConfig(RuntimeConfig):
     seed: int = 3  # --seed
 
     def validate(self) -> None:
-        _check(self.order in ("first", "second"), "order", self.order, "'first' or 'second'")
+        _validate_architect(self)
         _positive("steps", self.steps)
-        for name in ("arch_learning_rate", "unrolled_epsilon"):
-            _positive(name, getattr(self, name), integer=False)
-        for name in ("arch_weight_decay", "alpha_init_scale"):
-            _non_negative(name, getattr(self, name))
-        for name in ("arch_beta_1", "arch_beta_2"):
-            value = getattr(self, name)
-            _check(isinstance(value, (int, float)) and 0 <= value < 1, name, value,
-                   "a number in [0, 1)")
         _validate_rnn_common(self)
 
     to_dict = _to_dict

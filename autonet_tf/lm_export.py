@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from autonet_tf import export
+from autonet_tf.data import text
 from autonet_tf.data.text import UNK
 
 FORMAT = "autonet_tf/language_model/1"
@@ -119,8 +120,7 @@ class LoadedLanguageModel:
         """Mean NLL and perplexity of (batch, n) token rows read in ``bptt`` windows."""
         hidden = tf.zeros((rows.shape[0], self.nhid), tf.float32)
         total, count = 0.0, 0
-        for start in range(0, rows.shape[1] - 1, bptt):
-            seq_len = min(bptt, rows.shape[1] - 1 - start)
+        for start, seq_len in text.eval_windows(rows.shape[1], bptt):
             window = rows[:, start:start + seq_len + 1]
             out = self.module.serve_with_state(tf.constant(window[:, :-1], tf.int32), hidden)
             hidden = out["hidden"]

@@ -155,7 +155,6 @@ def test_second_order_recurrent_gradient_matches_exact_nested_tapes(float64):
     a, e = np.ravel(approx[0]), np.ravel(exact[0])
     assert np.linalg.norm(a - e) / np.linalg.norm(e) < 1e-4
     # The Hessian term is not negligible here.
-    first = grads.loss(weights, alphas, val)
     with tf.GradientTape() as tape:
         tape.watch(alphas)
         first, _, _ = grads.loss(weights, alphas, val)

@@ -230,6 +230,12 @@ def batchify(stream: np.ndarray, batch_size: int, what: str = "split") -> np.nda
     return np.ascontiguousarray(stream[:n * batch_size].reshape(batch_size, n))
 
 
+def eval_windows(length: int, bptt: int):
+    """(start, seq_len) of consecutive ``bptt`` windows covering rows of ``length`` tokens."""
+    for start in range(0, length - 1, bptt):
+        yield start, min(bptt, length - 1 - start)
+
+
 def window_schedule(length: int, bptt: int, steps: int, seed: int, epoch: int,
                     variable: bool = True, max_delta: int = 20) -> list[tuple[int, int]]:
     """(start, seq_len) of every training window of one epoch.

@@ -42,7 +42,7 @@ def gather_rows(local):
 
 
 def lm_batch_loss(call, batch, global_batch: int):
-    """This replica's share of the global mean NLL (+ TAR); outputs (hidden, NLL sum).
+    """This replica's share of the global mean NLL (+ TAR); outputs (hidden, NLL share).
 
     ``batch`` = (tokens, targets, hidden, masks, tar_beta); ``call(inputs)``
     runs the language model. The temporal activation regulariser (reference
@@ -52,13 +52,12 @@ def lm_batch_loss(call, batch, global_batch: int):
     log_probs, last, raw = call((tokens, hidden, masks))
     nll = -tf.gather(log_probs, targets, batch_dims=2)
     dtype = nll.dtype
-    nll_sum = tf.reduce_sum(nll)
-    loss = nll_sum / tf.cast(global_batch * tf.shape(tokens)[1], dtype)
+    nll_share = tf.reduce_sum(nll) / tf.cast(global_batch * tf.shape(tokens)[1], dtype)
     share = tf.cast(tf.shape(tokens)[0], dtype) / global_batch
     steps = tf.cast(tf.square(raw[:, 1:] - raw[:, :-1]), dtype)  # empty for 1-token windows
     slowness = tf.reduce_sum(steps) / tf.cast(tf.maximum(tf.size(steps), 1), dtype)
-    loss = loss + tf.cast(tar_beta, dtype) * share * slowness
-    return loss, (last, nll_sum)
+    loss = nll_share + tf.cast(tar_beta, dtype) * share * slowness
+    return loss, (last, nll_share)
 
 
 class LanguageModelLoop(EpochLoop):
@@ -132,14 +131,11 @@ class LanguageModelLoop(EpochLoop):
 
     def train_step(self, windows) -> dict:
         epoch, step, start, seq_len = next(windows)
-        lr = self.base_learning_rate() * seq_len / self.config.bptt
+        lr = self.config.learning_rate * seq_len / self.config.bptt
         self.weight_optimizer.learning_rate.assign(lr)
         window = self.train_rows[:, start:start + seq_len + 1]
         seed = np.array([self.seed, epoch * self.steps_per_epoch + step], np.int64)
         return self.window_step(window, start, seed)
-
-    def base_learning_rate(self) -> float:
-        return self.config.learning_rate
 
     # ------------------------------------------------------------- evaluation
     def _make_eval_step(self):
@@ -159,8 +155,7 @@ class LanguageModelLoop(EpochLoop):
         rows = self.eval_rows[split]
         hidden = self.model.initial_hidden(rows.shape[0])
         total, count = 0.0, 0
-        for start in range(0, rows.shape[1] - 1, self.config.bptt):
-            seq_len = min(self.config.bptt, rows.shape[1] - 1 - start)
+        for start, seq_len in text.eval_windows(rows.shape[1], self.config.bptt):
             nll, hidden = self._eval_step(rows[:, start:start + seq_len + 1], hidden)
             total += float(nll)
             count += rows.shape[0] * seq_len

@@ -31,9 +31,8 @@ from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
 from autonet_tf.training.lm_loop import LanguageModelLoop
 from autonet_tf.training.loop import apply_summed
-from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training.precision import dtype_policy
-from autonet_tf.training.search_outputs import SearchOutputs
+from autonet_tf.training.search_common import SearchCommon
 
 _STRUCTURAL = ("emsize", "nhid", "steps", "order", "batch_size")
 
@@ -42,7 +41,7 @@ def check_resumable(model_dir: str, config: RNNSearchConfig) -> None:
     loop.check_resumable(model_dir, config.to_dict(), _STRUCTURAL, "search")
 
 
-class RNNSearchTrainer(SearchOutputs, LanguageModelLoop):
+class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
     """Runs a DARTS recurrent search; see the module docstring."""
 
     extra_metrics = ("arch_loss", "grad_norm")
@@ -61,15 +60,7 @@ class RNNSearchTrainer(SearchOutputs, LanguageModelLoop):
                 config.dropout, config.dropouth, config.dropoutx, config.dropouti,
                 config.dropoute, config.alpha_init_scale, config.seed,
                 name="rnn_search_model")
-            self.weight_variables = self.model.weight_variables
-            self.arch_variables = self.model.arch_variables
-            self.weight_optimizer = MomentumSGD(config.learning_rate, 0.0,
-                                                l2=config.weight_decay)
-            self.weight_optimizer.build(self.weight_variables)
-            self.arch_optimizer = keras.optimizers.Adam(
-                config.arch_learning_rate, beta_1=config.arch_beta_1,
-                beta_2=config.arch_beta_2, epsilon=1e-8)
-            self.arch_optimizer.build(self.arch_variables)
+            self._init_optimizers(config, momentum=0.0)  # plain SGD, as the reference
         self.hidden = self._init_hidden(("train", "search"))
         self.gradients = StatelessGradients(
             self.model, self.batch_loss, self.weight_variables, self.arch_variables,
@@ -101,7 +92,7 @@ class RNNSearchTrainer(SearchOutputs, LanguageModelLoop):
         apply_summed(self.arch_optimizer, arch_grads, self.arch_variables, self.replicas)
 
         weights, alphas = self.architect.values()
-        _, grads, _, (hidden, nll_sum), state = self.gradients(weights, alphas, train)
+        _, grads, _, (hidden, nll), state = self.gradients(weights, alphas, train)
         # BatchNorm statistics: each replica's moments, averaged over replicas.
         state = all_reduce_sum(state)
         for variable, value in zip(self.model.non_trainable_variables, state):
@@ -110,8 +101,7 @@ class RNNSearchTrainer(SearchOutputs, LanguageModelLoop):
         grads = all_reduce_sum(grads)
         grads, norm = tf.clip_by_global_norm(grads, cfg.grad_clip)
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
-        tokens = tf.cast(self.batch_size * tf.shape(train[0])[1], tf.float32)
-        return {"loss": nll_sum / tokens, "arch_loss": arch_loss,
+        return {"loss": nll, "arch_loss": arch_loss,
                 "grad_norm": norm / self.replicas}
 
     def _distributed_step(self, train_window, search_window, seed):

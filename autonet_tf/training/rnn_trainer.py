@@ -118,15 +118,14 @@ class RNNTrainer(LanguageModelLoop):
     def _replica_step(self, window, seed):
         batch = self.replica_batch(window, self.hidden["train"], seed, self.config.tar_beta)
         with tf.GradientTape() as tape:
-            loss, (hidden, nll_sum) = self.batch_loss(
+            loss, (hidden, nll) = self.batch_loss(
                 lambda inputs: self.model(inputs, training=True), batch)
         grads = tape.gradient(loss, self.weight_variables)
         self.store_hidden(self.hidden["train"], hidden)
         grads = all_reduce_sum(grads)
         grads, norm = tf.clip_by_global_norm(grads, self.config.grad_clip)
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
-        tokens = tf.cast(self.batch_size * tf.shape(batch[0])[1], tf.float32)
-        return {"loss": nll_sum / tokens, "grad_norm": norm / self.replicas}
+        return {"loss": nll, "grad_norm": norm / self.replicas}
 
     def _distributed_step(self, window, seed, average: bool):
         out = self.reduce_sum(self.strategy.run(self._replica_step, args=(window, seed)))
@@ -146,10 +145,6 @@ class RNNTrainer(LanguageModelLoop):
         for var, value in zip(self.weight_variables, source):
             var.assign(tf.convert_to_tensor(value))
         return saved
-
-    def evaluated_weights(self):
-        """The weights validation reads: averaged under ASGD, else the current ones."""
-        return self.averages if self.averaging else self.weight_variables
 
     # ------------------------------------------------------------------ hooks
     def begin_epoch(self, epoch: int) -> dict:

@@ -33,9 +33,9 @@ from autonet_tf.models.cnn_search import SearchNetwork
 from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
 from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
-from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
+from autonet_tf.training.optimizers import cosine_learning_rate
 from autonet_tf.training.precision import dtype_policy
-from autonet_tf.training.search_outputs import SearchOutputs
+from autonet_tf.training.search_common import SearchCommon
 
 log = logging.getLogger("autonet_tf")
 
@@ -48,7 +48,7 @@ def check_resumable(model_dir: str, config: SearchConfig) -> None:
     loop.check_resumable(model_dir, config.to_dict(), _STRUCTURAL, "search")
 
 
-class SearchTrainer(SearchOutputs, EpochLoop):
+class SearchTrainer(SearchCommon, EpochLoop):
     """Runs a DARTS CNN search; see the module docstring.
 
     Args:
@@ -88,15 +88,7 @@ class SearchTrainer(SearchOutputs, EpochLoop):
                 alpha_init_scale=config.alpha_init_scale, seed=config.seed,
                 name="search_network")
             self.model(tf.zeros((1,) + dataset.input_shape), training=False)
-            self.weight_variables = self.model.weight_variables
-            self.arch_variables = self.model.arch_variables
-            self.weight_optimizer = MomentumSGD(config.learning_rate, config.momentum,
-                                                l2=config.weight_decay)
-            self.weight_optimizer.build(self.weight_variables)
-            self.arch_optimizer = keras.optimizers.Adam(
-                config.arch_learning_rate, beta_1=config.arch_beta_1,
-                beta_2=config.arch_beta_2, epsilon=1e-8)
-            self.arch_optimizer.build(self.arch_variables)
+            self._init_optimizers(config, config.momentum)
         if config.jit_compile and self.model.sync_bn:
             log.warning("--jit_compile is ignored with synchronised BatchNorm on %d replicas "
                         "(a cross-replica all-reduce cannot run inside the compiled pass)",

@@ -1,9 +1,10 @@
-"""What both DARTS searches (CNN and recurrent) write besides the epoch loop's files.
+"""What both DARTS searches (CNN and recurrent) share besides the epoch loop.
 
-:class:`SearchOutputs` is mixed into a search trainer that has ``model``
-(with ``genotype()``), ``arch_optimizer``, ``config.model_dir``,
-``softmax_alphas()`` returning ``{"primitives": [...], <cell>: rows, ...}``
-and ``validate(epoch)``; it goes before the epoch loop class in the bases.
+:class:`SearchCommon` is mixed into a search trainer that has ``model``
+(with ``genotype()``, ``weight_variables`` and ``arch_variables``),
+``config``, ``softmax_alphas()`` returning ``{"primitives": [...], <cell>:
+rows, ...}`` and ``validate(epoch)``; it goes before the epoch loop class in
+the bases.
 """
 
 from __future__ import annotations
@@ -15,13 +16,26 @@ import numpy as np
 import tensorflow as tf
 
 from autonet_tf.training import run_dir
+from autonet_tf.training.optimizers import MomentumSGD
 
 
-class SearchOutputs:
-    """Per-epoch genotype/alpha files, alpha summaries, ``search()``.
+class SearchCommon:
+    """Both optimizers, per-epoch genotype/alpha files, alpha summaries, ``search()``.
 
     The trainer supplies ``validate(epoch)`` -> ``{"val_loss", "val_<metric>"}``.
     """
+
+    def _init_optimizers(self, config, momentum: float) -> None:
+        """Weights: MomentumSGD with coupled L2; alphas: Adam (call inside the strategy scope)."""
+        self.weight_variables = self.model.weight_variables
+        self.arch_variables = self.model.arch_variables
+        self.weight_optimizer = MomentumSGD(config.learning_rate, momentum,
+                                            l2=config.weight_decay)
+        self.weight_optimizer.build(self.weight_variables)
+        self.arch_optimizer = keras.optimizers.Adam(
+            config.arch_learning_rate, beta_1=config.arch_beta_1,
+            beta_2=config.arch_beta_2, epsilon=1e-8)
+        self.arch_optimizer.build(self.arch_variables)
 
     def end_epoch(self, epoch: int, global_step: int) -> dict:
         record = self.validate(epoch)
