@@ -17,10 +17,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
-from autonet_tf.errors import TrainingDiverged, UserInputError  # noqa: E402
+from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+#: tf.distribute's conventional restart code for a preempted worker
+EXIT_PREEMPTED = 42
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -50,6 +52,8 @@ def run(main) -> None:
             fail(str(e))
         except TrainingDiverged as e:
             fail(str(e), EXIT_DIVERGED)
+        except Preempted as e:
+            fail(str(e), EXIT_PREEMPTED)
         except KeyboardInterrupt:
             fail("interrupted; rerun the same command to resume from the last checkpoint", 130)
 

@@ -12,3 +12,11 @@ class UserInputError(ValueError):
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or inf; the last good checkpoint was kept."""
+
+
+class Preempted(RuntimeError):
+    """A worker of a multi-worker run got a termination notice (SIGTERM).
+
+    Every worker saved a checkpoint at the same step before this was raised;
+    rerunning the same command on every worker resumes from it.
+    """

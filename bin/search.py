@@ -39,6 +39,9 @@ flags.DEFINE_integer("epochs", _D.epochs, "Search epochs.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
 flags.DEFINE_integer("layers", _D.layers, "Cells in the supernet.")
 flags.DEFINE_integer("init_channels", _D.init_channels, "Channels of the first cells.")
+flags.DEFINE_integer("steps", _D.steps, "Intermediate nodes per cell (DARTS: 4).")
+flags.DEFINE_integer("multiplier", _D.multiplier,
+                     "Last intermediate nodes concatenated into the cell output (DARTS: 4).")
 flags.DEFINE_float("train_portion", _D.train_portion,
                    "Fraction of the training split used for weights; the rest trains alphas.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Initial weight learning rate (SGD).")
@@ -67,7 +70,8 @@ DIGITS_PRESET = {"epochs": 10, "layers": 5, "init_channels": 8}
 
 def build_config() -> SearchConfig:
     values = {name: FLAGS[name].value for name in (
-        "order", "epochs", "batch_size", "layers", "init_channels", "train_portion",
+        "order", "epochs", "batch_size", "layers", "init_channels", "steps", "multiplier",
+        "train_portion",
         "learning_rate", "learning_rate_min", "momentum", "weight_decay", "grad_clip",
         "arch_learning_rate", "arch_weight_decay", "seed")}
     values.update(cli_flags.runtime_values())
@@ -81,7 +85,7 @@ def build_config() -> SearchConfig:
     return config
 
 
-CNN_ONLY = ("layers", "init_channels", "train_portion", "learning_rate_min", "momentum",
+CNN_ONLY = ("layers", "init_channels", "steps", "multiplier", "train_portion", "learning_rate_min", "momentum",
             "augment", "image_size", "train_layers", "train_init_channels",
             "train_learning_rate_min", "train_momentum", "network", "auxiliary",
             "auxiliary_weight", "drop_path_prob", "cutout_length", "tflite")

@@ -37,6 +37,27 @@ def batch_norm(affine: bool, sync: bool = False, name: str | None = None):
     return BatchNorm(affine=affine, synchronized=sync, name=name)
 
 
+def _global_moments(inputs, axes, count):
+    """Mean and (biased) variance over the global batch, with ONE all-reduce.
+
+    Keras' synchronised moments all-reduce the sum, the sum of squares and the
+    count separately; every replica holds the same number of examples here,
+    so the count is known and the two sums travel in one tensor. Under
+    MultiWorkerMirroredStrategy each all-reduce is a network round trip, and
+    the supernet has hundreds of BatchNorms per pass (forward and backward).
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        mean = tf.reduce_mean(inputs, axes)
+        return mean, tf.reduce_mean(tf.square(inputs - mean), axes), count
+    x = tf.cast(inputs, tf.float32)
+    sums = tf.concat([tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes)], 0)
+    sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+    count = count * ctx.num_replicas_in_sync
+    mean, mean_square = tf.split(sums / count, 2)
+    return mean, tf.maximum(mean_square - tf.square(mean), 0.0), count
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class BatchNorm(keras.layers.BatchNormalization):
     """Keras BatchNormalization that runs TensorFlow's fused kernel on NHWC input.
@@ -76,10 +97,7 @@ class BatchNorm(keras.layers.BatchNormalization):
                 axes = list(range(len(inputs.shape) - 1))
                 count = tf.cast(tf.size(inputs) // channels, tf.float32)
                 if self.synchronized:
-                    ctx = tf.distribute.get_replica_context()
-                    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
-                    mean, variance = keras.ops.moments(inputs, axes, synchronized=True)
-                    count = count * replicas
+                    mean, variance, count = _global_moments(inputs, axes, count)
                 else:
                     mean = tf.reduce_mean(inputs, axes)
                     variance = tf.reduce_mean(tf.square(inputs - mean), axes)

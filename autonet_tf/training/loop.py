@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from autonet_tf.data import pipeline
 from autonet_tf.distribute.strategy import is_chief
-from autonet_tf.errors import TrainingDiverged, UserInputError
+from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
 from autonet_tf.training import run_dir
 
 log = logging.getLogger("autonet_tf")
@@ -133,7 +133,32 @@ class EpochLoop:
             task = self.strategy.cluster_resolver.task_id
             ckpt_dir = os.path.join(model_dir, ".workers", f"worker_{task}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
+        self.preemption = self._preemption_handler()
         self._writers = None
+
+    def _preemption_handler(self):
+        """tf.distribute's PreemptionCheckpointHandler for a multi-worker cluster, else None.
+
+        When any worker gets SIGTERM (a preemption notice), every worker
+        saves a checkpoint at the same step (through ``self.manager``) and
+        :class:`Preempted` is raised; rerunning the command resumes there. A
+        worker killed without notice loses the steps since the last periodic
+        checkpoint (``checkpoint_every``).
+        """
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if (not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                or resolver is None or not resolver.cluster_spec().jobs):
+            return None
+
+        def preempted():
+            raise Preempted(
+                f"preempted (termination notice on a worker); every worker saved "
+                f"{self.manager.latest_checkpoint}; rerun the same command on every "
+                f"worker to resume")
+
+        return tf.distribute.experimental.PreemptionCheckpointHandler(
+            resolver, self.manager,
+            termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=preempted))
 
     # ------------------------------------------------------------------- data
     def distributed_batches(self, x, y, epoch: int, *, skip: int = 0, shuffle: bool = True,
@@ -227,6 +252,19 @@ class EpochLoop:
 
     def run_epochs(self) -> list[dict]:
         """Runs (or resumes) every epoch; returns the history records."""
+        if self.preemption is None:
+            return self._run_epochs()
+        try:
+            return self._run_epochs()
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+            # A worker died without notice: the collectives abort everywhere.
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise Preempted(
+                f"the cluster lost a worker ({reason}); the last checkpoint is "
+                f"{self.manager.latest_checkpoint}; rerun the same command on every worker "
+                f"to resume") from None
+
+    def _run_epochs(self) -> list[dict]:
         start_epoch, start_step = self.restore()
         if (start_epoch, start_step) != (0, 0):
             log.info("Resuming from epoch %d, step %d (%s)", start_epoch, start_step,
@@ -252,6 +290,13 @@ class EpochLoop:
             sums = dict.fromkeys(averaged + ("correct",), 0.0)
             started = time.time()
             for step in range(skip, self.steps_per_epoch):
+                if self.preemption is not None:
+                    # Checked before the step, so a saved (epoch, step) always
+                    # means "step not run yet", as for the periodic saves.
+                    self.epoch.assign(epoch)
+                    self.step_in_epoch.assign(step)
+                    self.preemption.save_checkpoint_if_preempted(
+                        checkpoint_number=epoch * self.steps_per_epoch + step)
                 out = {k: float(v) for k, v in self.train_step(*iterators).items()}
                 bad = [k for k in averaged if k.endswith("loss") and not math.isfinite(out[k])]
                 if bad:
@@ -295,6 +340,11 @@ class EpochLoop:
                 self.write_epoch_outputs(epoch + 1, record)
                 print(f"  {self.describe_epoch(record)}", flush=True)
             self._save(epoch + 1, 0)
+        if self.preemption is not None:
+            # Stops its cluster watcher threads now (its __del__ does only
+            # that), while every worker is still up to see the stop key.
+            self.preemption.__del__()
+            self.preemption = None
         self.history = history
         return history
 
