@@ -1,17 +1,22 @@
-"""The search step under MirroredStrategy on 2 logical CPUs equals one device."""
+"""Searches under MirroredStrategy on 2 logical CPUs; strategy bad input."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from autonet_tf.configs import SearchConfig
-from autonet_tf.data import images
+from autonet_tf.configs import RNNSearchConfig, SearchConfig
+from autonet_tf.data import images, text
+from autonet_tf.distribute.strategy import create_strategy
+from autonet_tf.errors import UserInputError
+from autonet_tf.training.rnn_search_trainer import RNNSearchTrainer
 from autonet_tf.training.search_trainer import SearchTrainer
+from conftest import assert_one_line_error, run_bin
 
 
 def _train(strategy, order, tmp_path, steps=2):
     config = SearchConfig(model_dir=str(tmp_path), order=order, epochs=1, batch_size=16,
-                          layers=2, init_channels=4, steps=2, multiplier=2,
+                          layers=2, init_channels=4, steps=1, multiplier=1,
                           max_steps_per_epoch=steps, progress=False, seed=5)
     data = images.load(config.data, config.seed)
     trainer = SearchTrainer(config, data, strategy)
@@ -23,6 +28,15 @@ def _train(strategy, order, tmp_path, steps=2):
     return trainer
 
 
+def _assert_replicas_identical(strategy, variables):
+    """Every copy of a mirrored variable is identical on both replicas."""
+    for v in variables:
+        inner = v.value if isinstance(v, keras.Variable) else v
+        copies = [np.asarray(c) for c in strategy.experimental_local_results(inner)]
+        assert len(copies) == 2
+        np.testing.assert_array_equal(copies[0], copies[1])
+
+
 @pytest.mark.parametrize("order", ["first"])
 def test_mirrored_search_step_matches_single_device(order, tmp_path, mirrored_strategy):
     single = _train(tf.distribute.get_strategy(), order, tmp_path / "one")
@@ -32,11 +46,39 @@ def test_mirrored_search_step_matches_single_device(order, tmp_path, mirrored_st
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)
     for a, b in zip(single.model.variables, mirrored.model.variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=2e-5)
-        # Every copy of a mirrored variable is identical on both replicas.
-        copies = mirrored_strategy.experimental_local_results(b.value)
-        assert len(copies) == 2
-        np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
+    _assert_replicas_identical(mirrored_strategy, mirrored.model.variables)
     # The alphas really moved (two Adam steps), so the comparison means something.
     for before, after in zip(single.initial_alphas, single.arch_variables):
         assert np.abs(np.asarray(after) - before).max() > 1e-5
     assert single.arch_optimizer.iterations.numpy() == 2
+
+
+def test_mirrored_recurrent_search_second_order(tmp_path, mirrored_strategy):
+    config = RNNSearchConfig(model_dir=str(tmp_path), order="second", epochs=1, batch_size=8,
+                             bptt=10, emsize=16, nhid=16, progress=False, max_steps_per_epoch=2)
+    trainer = RNNSearchTrainer(config, text.synthetic_corpus(), mirrored_strategy)
+    assert trainer.replicas == 2
+    before = [np.array(a) for a in trainer.arch_variables]
+    iterators = trainer.epoch_iterators(0)
+    for _ in range(2):
+        out = {k: float(v) for k, v in trainer.train_step(*iterators).items()}
+        assert all(np.isfinite(v) for v in out.values()), out
+    assert trainer.arch_optimizer.iterations.numpy() == 2
+    assert np.abs(np.asarray(trainer.arch_variables[0]) - before[0]).max() > 1e-4
+    # Virtual steps assign weights inside strategy.run: nothing may drift apart.
+    _assert_replicas_identical(mirrored_strategy, trainer.arch_variables)
+    _assert_replicas_identical(mirrored_strategy, trainer.model.weights)
+    assert np.isfinite(trainer.validate(0)["val_loss"])
+
+
+def test_strategy_bad_input(tmp_path):
+    with pytest.raises(UserInputError, match="only 2 device"):
+        create_strategy("mirrored", num_devices=3)
+    d = tmp_path / "run"
+    proc = run_bin("search.py", "--model=rnn", "--strategy=multi_worker", f"--model_dir={d}",
+                   env={"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1"]}'})
+    assert_one_line_error(proc, "TF_CONFIG is not valid JSON")
+    # (A grpc:// address of no TPU waits for it; a name is looked up on the network.)
+    proc = run_bin("train.py", "--genotype=DARTS_V1", "--strategy=tpu", f"--model_dir={d}")
+    assert_one_line_error(proc, "--strategy=tpu (no --tpu given): no TPU found")
+    assert not d.exists()

@@ -11,6 +11,8 @@ from conftest import assert_one_line_error, kill_when_exists, run_bin, run_bin_w
 
 TINY = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
         "--checkpoint_every=1", "--noretrain"]
+# One node per cell (2 edges): the same code paths, a much smaller graph.
+ONE_NODE = TINY + ["--steps=1", "--multiplier=1"]
 # Retraining the discovered network after the search, tiny as well.
 TINY_RETRAIN = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
                 "--checkpoint_every=1", "--train_epochs=2", "--train_layers=3",
@@ -26,7 +28,7 @@ def _assert_run_dir(d, epochs):
         assert Genotype.from_json(open(os.path.join(d, "genotypes", f"epoch_{e:03d}.json")).read())
         alphas = json.load(open(os.path.join(d, "alphas", f"epoch_{e:03d}.json")))
         rows = np.asarray(alphas["normal"])
-        assert rows.shape == (14, 8)
+        assert rows.shape == (sum(2 + i for i in range(config["steps"])), 8)
         np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-4)
     last = Genotype.from_json(open(os.path.join(d, "genotypes", f"epoch_{epochs:03d}.json")).read())
     assert last == genotype
@@ -80,10 +82,10 @@ def test_search_on_embedded_digits_trains_and_exports_the_result(tmp_path):
 def test_killed_search_resumes_from_its_checkpoint(tmp_path):
     d = str(tmp_path / "run")
     # 2 steps per epoch, a checkpoint every step: ckpt-3 is epoch 2, step 1.
-    kill_when_exists("search.py", [f"--model_dir={d}", "--epochs=3", *TINY],
+    kill_when_exists("search.py", [f"--model_dir={d}", "--epochs=3", *ONE_NODE],
                      os.path.join(d, "checkpoints", "ckpt-3.index"))
     assert not os.path.exists(os.path.join(d, "genotype.json"))
-    resumed = run_bin("search.py", f"--model_dir={d}", "--epochs=3", *TINY)
+    resumed = run_bin("search.py", f"--model_dir={d}", "--epochs=3", *ONE_NODE)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from checkpoint" in resumed.stdout
     assert "Epoch 1/3" not in resumed.stdout
@@ -93,7 +95,7 @@ def test_killed_search_resumes_from_its_checkpoint(tmp_path):
 def test_search_on_tfds_mock_cifar10(tmp_path):
     d = str(tmp_path / "run")
     proc = run_bin_with_mock_tfds("search.py", "--dataset=cifar10", f"--model_dir={d}",
-                                  "--epochs=1", *TINY)
+                                  "--epochs=1", *ONE_NODE)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_run_dir(d, 1)
     config = json.load(open(os.path.join(d, "config.json")))

@@ -80,8 +80,11 @@ def create_strategy(name: str = "default", num_devices: int | None = None,
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, tf.errors.OpError, RuntimeError) as e:
-            raise UserInputError(f"--strategy=tpu --tpu={tpu!r}: no TPU found ({e})") from None
+        except (ValueError, OSError, tf.errors.OpError, RuntimeError) as e:
+            # OSError: a TPU name is looked up over the network (URLError).
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            named = f" --tpu={tpu}" if tpu else " (no --tpu given)"
+            raise UserInputError(f"--strategy=tpu{named}: no TPU found ({reason})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise UserInputError(f"--strategy={name!r} is invalid: expected one of "
                          "default, one_device, mirrored, multi_worker, tpu")
