@@ -14,6 +14,9 @@ def _check_steps(trainer, compute):
     assert keras.config.dtype_policy().name == "float32"  # restored after building
     assert trainer.model.compute_dtype == compute
     before = [np.array(a.numpy()) for a in trainer.arch_variables]
+    if compute == "float16":  # a scale these tiny models' float16 gradients take
+        for o in (trainer.weight_optimizer, trainer.arch_optimizer):
+            o.dynamic_scale.assign(2.0 ** 8)
     iterators = trainer.epoch_iterators(0)
     for _ in range(2):
         out = {k: float(v) for k, v in trainer.train_step(*iterators).items()}
@@ -30,7 +33,32 @@ def test_recurrent_search_under_mixed_precision(tmp_path, policy, order):
     config = RNNSearchConfig(model_dir=str(tmp_path), order=order, epochs=1, batch_size=8,
                              bptt=10, emsize=16, nhid=16, progress=False, max_steps_per_epoch=2,
                              mixed_precision=policy)
-    _check_steps(RNNSearchTrainer(config, text.synthetic_corpus()), policy.split("_")[1])
+    trainer = RNNSearchTrainer(config, text.synthetic_corpus())
+    _check_steps(trainer, policy.split("_")[1])
+    if policy == "mixed_float16":
+        _check_dynamic_loss_scale(trainer)
+
+
+def _check_dynamic_loss_scale(trainer):
+    """A scale that overflows float16 skips the update and halves; a good step applies."""
+    optimizers = (trainer.weight_optimizer, trainer.arch_optimizer)
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers)
+    for o in optimizers:
+        o.dynamic_scale.assign(2.0 ** 40)
+    weights = [np.array(v.numpy()) for v in trainer.model.trainable_variables]
+    iterators = trainer.epoch_iterators(0)
+    out = trainer.train_step(*iterators)
+    assert float(out["skipped"]) == 1.0 and float(out["grad_norm"]) == 0.0
+    for o in optimizers:
+        assert float(o.dynamic_scale.numpy()) == 2.0 ** 39
+    for v, w in zip(trainer.model.trainable_variables, weights):
+        np.testing.assert_array_equal(v.numpy(), w)  # skipped: no weight or alpha moved
+    for o in optimizers:
+        o.dynamic_scale.assign(2.0 ** 10)
+    trainer.train_step(*iterators)
+    moved = [np.abs(v.numpy() - w).max() for v, w in zip(trainer.model.trainable_variables,
+                                                         weights)]
+    assert max(moved) > 0 and all(np.isfinite(moved))
 
 
 def test_cnn_search_under_mixed_bfloat16(tmp_path):

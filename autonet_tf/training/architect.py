@@ -36,6 +36,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from autonet_tf.training import precision
+
 def all_reduce_sum(values: list) -> list:
     """Sums tensors across replicas (identity outside a multi-replica context)."""
     ctx = tf.distribute.get_replica_context()
@@ -102,19 +104,22 @@ class StatelessGradients:
         loss, outputs = self.batch_loss(call, batch)
         return loss, outputs, updated
 
-    def _compute(self, weights, alphas, batch, non_trainable):
+    def _compute(self, weights, alphas, batch, non_trainable, loss_scale):
         with tf.GradientTape() as tape:
             tape.watch(weights)
             tape.watch(alphas)
             loss, outputs, updated = self.loss(weights, alphas, batch, non_trainable)
-        g_w, g_a = tape.gradient(loss, (weights, alphas),
+            scaled = precision.scale_loss(loss, loss_scale)
+        g_w, g_a = tape.gradient(scaled, (weights, alphas),
                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return loss, g_w, g_a, outputs, updated
+        return (loss, precision.unscale(g_w, loss_scale), precision.unscale(g_a, loss_scale),
+                outputs, updated)
 
-    def __call__(self, weights, alphas, batch):
+    def __call__(self, weights, alphas, batch, loss_scale=None):
+        """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients."""
         non_trainable = [tf.convert_to_tensor(v.value)
                          for v in self.model.non_trainable_variables]
-        return self._fn(list(weights), list(alphas), batch, non_trainable)
+        return self._fn(list(weights), list(alphas), batch, non_trainable, loss_scale)
 
 
 class Architect:
@@ -131,18 +136,21 @@ class Architect:
       epsilon: R = epsilon / ||v|| (reference: 0.01).
       virtual_clip: clip norm of the training gradient in the virtual step
         (recurrent search: the weights' clip, 0.25); None: no clipping (CNN).
+      loss_scale: a callable returning the loss scale of the passes (float16:
+        the alpha LossScaleOptimizer's), or None.
     """
 
     def __init__(self, gradients: StatelessGradients, weight_variables, arch_variables,
                  weight_optimizer, order: str = "first", epsilon: float = 0.01,
-                 virtual_clip: float | None = None):
+                 virtual_clip: float | None = None, loss_scale=None):
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got {order!r}")
         self.grads = gradients
         self.weight_variables = list(weight_variables)
         self.arch_variables = list(arch_variables)
-        self.weight_optimizer = weight_optimizer
+        self.weight_optimizer = precision.base_optimizer(weight_optimizer)
         self.order = order
+        self.loss_scale = loss_scale or (lambda: None)
         self.epsilon = epsilon
         self.virtual_clip = virtual_clip
 
@@ -170,27 +178,28 @@ class Architect:
         state of a recurrent model.
         """
         weights, alphas = self.values()
+        scale = self.loss_scale()
         if self.order == "first":
-            loss, _, g_alpha, outputs, _ = self.grads(weights, alphas, val_batch)
+            loss, _, g_alpha, outputs, _ = self.grads(weights, alphas, val_batch, scale)
             return loss, all_reduce_sum(g_alpha), outputs
         lr = tf.convert_to_tensor(self.weight_optimizer.learning_rate)
-        _, g_train, _, _, _ = self.grads(weights, alphas, train_batch)
+        _, g_train, _, _, _ = self.grads(weights, alphas, train_batch, scale)
         g_train = all_reduce_sum(g_train)
-        scale = lr
+        step = lr
         if self.virtual_clip:
             norm = tf.linalg.global_norm(g_train)
             g_train, _ = tf.clip_by_global_norm(g_train, self.virtual_clip, use_norm=norm)
-            scale = lr * tf.cast(self.virtual_clip / tf.maximum(norm, self.virtual_clip),
-                                 lr.dtype)
+            step = lr * tf.cast(self.virtual_clip / tf.maximum(norm, self.virtual_clip),
+                                lr.dtype)
         unrolled = self.virtual_weights(weights, g_train, lr)
-        val_loss, v, g_alpha, outputs, _ = self.grads(unrolled, alphas, val_batch)
+        val_loss, v, g_alpha, outputs, _ = self.grads(unrolled, alphas, val_batch, scale)
         reduced = all_reduce_sum(list(g_alpha) + list(v))
         g_alpha, v = reduced[:len(alphas)], reduced[len(alphas):]
-        hessian = self.hessian_vector_product(weights, alphas, v, train_batch)
-        return (val_loss, [g - tf.cast(scale, g.dtype) * h for g, h in zip(g_alpha, hessian)],
+        hessian = self.hessian_vector_product(weights, alphas, v, train_batch, scale)
+        return (val_loss, [g - tf.cast(step, g.dtype) * h for g, h in zip(g_alpha, hessian)],
                 outputs)
 
-    def hessian_vector_product(self, weights, alphas, vector, train_batch):
+    def hessian_vector_product(self, weights, alphas, vector, train_batch, loss_scale=None):
         """Central finite difference of grad_alpha L_train along ``vector``.
 
         ``(grad_a L(w + R v) - grad_a L(w - R v)) / (2 R)``, ``R = eps / ||v||``.
@@ -199,7 +208,7 @@ class Architect:
         radius = self.epsilon / tf.maximum(norm, 1e-12)
         plus = [w + tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]
         minus = [w - tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]
-        _, _, g_plus, _, _ = self.grads(plus, alphas, train_batch)
-        _, _, g_minus, _, _ = self.grads(minus, alphas, train_batch)
+        _, _, g_plus, _, _ = self.grads(plus, alphas, train_batch, loss_scale)
+        _, _, g_minus, _, _ = self.grads(minus, alphas, train_batch, loss_scale)
         g_plus, g_minus = all_reduce_sum(g_plus), all_reduce_sum(g_minus)
         return [(p - m) / tf.cast(2.0 * radius, p.dtype) for p, m in zip(g_plus, g_minus)]

@@ -33,7 +33,7 @@ import tensorflow as tf
 from autonet_tf.data import pipeline
 from autonet_tf.distribute.strategy import is_chief
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
-from autonet_tf.training import run_dir
+from autonet_tf.training import precision, run_dir
 
 log = logging.getLogger("autonet_tf")
 
@@ -81,10 +81,10 @@ def apply_summed(optimizer, summed_grads, variables, replicas: int) -> None:
     """Applies gradients already summed over replicas with a Keras optimizer.
 
     Keras optimizers sum gradients across replicas themselves, so each
-    replica hands over its share ``summed / replicas``.
+    replica hands over its share ``summed / replicas`` (re-scaled for a
+    LossScaleOptimizer, :func:`precision.apply`).
     """
-    grads = summed_grads if replicas == 1 else [g * (1.0 / replicas) for g in summed_grads]
-    optimizer.apply(grads, variables)
+    precision.apply(optimizer, summed_grads, variables, 1.0 / replicas)
 
 
 class EpochLoop:
@@ -126,6 +126,8 @@ class EpochLoop:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                              name="step_in_epoch")
+        if any(isinstance(t, keras.optimizers.LossScaleOptimizer) for t in trackables.values()):
+            self.extra_metrics = tuple(self.extra_metrics) + ("skipped",)
         self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, step_in_epoch=self.step_in_epoch,
                                               **trackables)
         ckpt_dir = os.path.join(model_dir, "checkpoints")

@@ -24,6 +24,7 @@ from autonet_tf.training import loop
 from autonet_tf.training.architect import all_reduce_sum
 from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
 from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
+from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy
 
 # Model-defining settings that must match to resume from a run directory.
@@ -75,8 +76,9 @@ class NetworkTrainer(EpochLoop):
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = self._build(sync_bn=config.sync_batchnorm and self.replicas > 1)
-            self.optimizer = MomentumSGD(config.learning_rate, config.momentum,
-                                         l2=config.weight_decay)
+            self.optimizer = precision.loss_scaled(
+                MomentumSGD(config.learning_rate, config.momentum, l2=config.weight_decay),
+                config.mixed_precision)
             self.optimizer.build(self.model.trainable_variables)
         self.parameters = self.model.count_parameters()
         self._init_loop(config.model_dir, config.epochs, steps, config.seed,
@@ -120,11 +122,13 @@ class NetworkTrainer(EpochLoop):
             if aux_logits is not None:
                 aux_loss = mean(sparse_ce(y, aux_logits))
                 total = loss + cfg.auxiliary_weight * aux_loss
-        grads = all_reduce_sum(tape.gradient(total, variables))
+            scale = precision.loss_scale(self.optimizer)
+            total = precision.scale_loss(total, scale)
+        grads = all_reduce_sum(precision.unscale(tape.gradient(total, variables), scale))
         grads, norm = tf.clip_by_global_norm(grads, cfg.grad_clip)
         apply_summed(self.optimizer, grads, variables, self.replicas)
         out = {"loss": loss, "correct": count_correct(y, logits),
-               "grad_norm": norm / self.replicas}
+               **precision.norm_metrics(norm, self.optimizer, self.replicas)}
         if aux_logits is not None:
             out["aux_loss"] = aux_loss
         return out

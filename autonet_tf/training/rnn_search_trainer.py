@@ -31,7 +31,8 @@ from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
 from autonet_tf.training.lm_loop import LanguageModelLoop
 from autonet_tf.training.loop import apply_summed
-from autonet_tf.training.precision import dtype_policy
+from autonet_tf.training import precision
+from autonet_tf.training.precision import dtype_policy, loss_scale
 from autonet_tf.training.search_common import SearchCommon
 
 _STRUCTURAL = ("emsize", "nhid", "steps", "order", "batch_size")
@@ -67,7 +68,8 @@ class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
             jit_compile=config.jit_compile)
         self.architect = Architect(self.gradients, self.weight_variables, self.arch_variables,
                                    self.weight_optimizer, config.order,
-                                   config.unrolled_epsilon, virtual_clip=config.grad_clip)
+                                   config.unrolled_epsilon, virtual_clip=config.grad_clip,
+                                   loss_scale=self._arch_loss_scale)
         self._init_loop(config.model_dir, config.epochs, steps, config.seed,
                         config.checkpoint_every, config.log_every, config.progress,
                         model=self.model, weight_optimizer=self.weight_optimizer,
@@ -92,7 +94,8 @@ class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
         apply_summed(self.arch_optimizer, arch_grads, self.arch_variables, self.replicas)
 
         weights, alphas = self.architect.values()
-        _, grads, _, (hidden, nll), state = self.gradients(weights, alphas, train)
+        _, grads, _, (hidden, nll), state = self.gradients(weights, alphas, train,
+                                                           loss_scale(self.weight_optimizer))
         # BatchNorm statistics: each replica's moments, averaged over replicas.
         state = all_reduce_sum(state)
         for variable, value in zip(self.model.non_trainable_variables, state):
@@ -102,7 +105,7 @@ class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
         grads, norm = tf.clip_by_global_norm(grads, cfg.grad_clip)
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
         return {"loss": nll, "arch_loss": arch_loss,
-                "grad_norm": norm / self.replicas}
+                **precision.norm_metrics(norm, self.weight_optimizer, self.replicas)}
 
     def _distributed_step(self, train_window, search_window, seed):
         return self.reduce_sum(self.strategy.run(

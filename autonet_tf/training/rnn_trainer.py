@@ -30,6 +30,7 @@ from autonet_tf.training.architect import all_reduce_sum
 from autonet_tf.training.lm_loop import LanguageModelLoop
 from autonet_tf.training.loop import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
+from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy
 
 _STRUCTURAL = ("genotype_spec", "emsize", "nhid", "batch_size")
@@ -60,8 +61,9 @@ class RNNTrainer(LanguageModelLoop):
         with self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = self._build()
             self.weight_variables = self.model.weight_variables
-            self.weight_optimizer = MomentumSGD(config.learning_rate, 0.0,
-                                                l2=config.weight_decay)
+            self.weight_optimizer = precision.loss_scaled(
+                MomentumSGD(config.learning_rate, 0.0, l2=config.weight_decay),
+                config.mixed_precision)
             self.weight_optimizer.build(self.weight_variables)
 
             def copies(name):
@@ -120,12 +122,14 @@ class RNNTrainer(LanguageModelLoop):
         with tf.GradientTape() as tape:
             loss, (hidden, nll) = self.batch_loss(
                 lambda inputs: self.model(inputs, training=True), batch)
-        grads = tape.gradient(loss, self.weight_variables)
+            scale = precision.loss_scale(self.weight_optimizer)
+            loss = precision.scale_loss(loss, scale)
+        grads = precision.unscale(tape.gradient(loss, self.weight_variables), scale)
         self.store_hidden(self.hidden["train"], hidden)
         grads = all_reduce_sum(grads)
         grads, norm = tf.clip_by_global_norm(grads, self.config.grad_clip)
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
-        return {"loss": nll, "grad_norm": norm / self.replicas}
+        return {"loss": nll, **precision.norm_metrics(norm, self.weight_optimizer, self.replicas)}
 
     def _distributed_step(self, window, seed, average: bool):
         out = self.reduce_sum(self.strategy.run(self._replica_step, args=(window, seed)))

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from autonet_tf.training import run_dir
 from autonet_tf.training.optimizers import MomentumSGD
+from autonet_tf.training.precision import loss_scale, loss_scaled
 
 
 class SearchCommon:
@@ -29,13 +30,18 @@ class SearchCommon:
         """Weights: MomentumSGD with coupled L2; alphas: Adam (call inside the strategy scope)."""
         self.weight_variables = self.model.weight_variables
         self.arch_variables = self.model.arch_variables
-        self.weight_optimizer = MomentumSGD(config.learning_rate, momentum,
-                                            l2=config.weight_decay)
+        self.weight_optimizer = loss_scaled(
+            MomentumSGD(config.learning_rate, momentum, l2=config.weight_decay),
+            config.mixed_precision)
         self.weight_optimizer.build(self.weight_variables)
-        self.arch_optimizer = keras.optimizers.Adam(
+        self.arch_optimizer = loss_scaled(keras.optimizers.Adam(
             config.arch_learning_rate, beta_1=config.arch_beta_1,
-            beta_2=config.arch_beta_2, epsilon=1e-8)
+            beta_2=config.arch_beta_2, epsilon=1e-8), config.mixed_precision)
         self.arch_optimizer.build(self.arch_variables)
+
+    def _arch_loss_scale(self):
+        """The loss scale of the architecture passes (None unless float16)."""
+        return loss_scale(self.arch_optimizer)
 
     def end_epoch(self, epoch: int, global_step: int) -> dict:
         record = self.validate(epoch)

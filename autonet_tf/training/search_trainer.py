@@ -34,7 +34,8 @@ from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
 from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
 from autonet_tf.training.optimizers import cosine_learning_rate
-from autonet_tf.training.precision import dtype_policy
+from autonet_tf.training import precision
+from autonet_tf.training.precision import dtype_policy, loss_scale
 from autonet_tf.training.search_common import SearchCommon
 
 log = logging.getLogger("autonet_tf")
@@ -98,7 +99,8 @@ class SearchTrainer(SearchCommon, EpochLoop):
             jit_compile=config.jit_compile, traced_once=not self.model.sync_bn)
         self.architect = Architect(self.gradients, self.weight_variables,
                                    self.arch_variables, self.weight_optimizer,
-                                   config.order, config.unrolled_epsilon)
+                                   config.order, config.unrolled_epsilon,
+                                   loss_scale=self._arch_loss_scale)
         self._init_loop(config.model_dir, config.epochs, steps, config.seed,
                         config.checkpoint_every, config.log_every, config.progress,
                         model=self.model, weight_optimizer=self.weight_optimizer,
@@ -125,7 +127,8 @@ class SearchTrainer(SearchCommon, EpochLoop):
         # Weight step: the same traced pass, at the updated alphas; it is the
         # only pass whose BatchNorm statistics are kept.
         weights, alphas = self.architect.values()
-        loss, grads, _, logits, state = self.gradients(weights, alphas, train_batch)
+        loss, grads, _, logits, state = self.gradients(weights, alphas, train_batch,
+                                                       loss_scale(self.weight_optimizer))
         for variable, value in zip(self.model.non_trainable_variables, state):
             variable.assign(value)
         grads = all_reduce_sum(grads)
@@ -133,7 +136,7 @@ class SearchTrainer(SearchCommon, EpochLoop):
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
         return {"loss": loss, "arch_loss": val_loss,
                 "correct": count_correct(train_batch[1], logits),
-                "grad_norm": norm / self.replicas}
+                **precision.norm_metrics(norm, self.weight_optimizer, self.replicas)}
 
     def _train_step(self, train_iterator, val_iterator):
         return self.reduce_sum(self.strategy.run(
