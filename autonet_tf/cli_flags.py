@@ -59,11 +59,15 @@ RUNTIME = ("strategy", "num_devices", "tpu", "jit_compile", "max_steps_per_epoch
            "checkpoint_every", "progress", "mixed_precision")
 
 
-def define_runtime_flags(checkpoint_every: int = 200) -> None:
+def define_strategy_flags() -> None:
     flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy.")
     flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored (without GPUs "
                          "the CPU is split into this many logical devices).")
     flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
+
+
+def define_runtime_flags(checkpoint_every: int = 200) -> None:
+    define_strategy_flags()
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
     flags.DEFINE_enum("mixed_precision", "off", ["off", "mixed_float16", "mixed_bfloat16"],
                       "16-bit compute with float32 variables; alphas, softmax and losses "

@@ -11,6 +11,7 @@ import dataclasses
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from autonet_tf.configs import DataConfig
 from autonet_tf.data import images, text
@@ -97,7 +98,8 @@ def plot_confusion(evaluation: Evaluation, path: str) -> None:
 
 
 def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,
-                    batch_size: int = 256, seed: int | None = None) -> Evaluation:
+                    batch_size: int = 256, seed: int | None = None,
+                    strategy: tf.distribute.Strategy | None = None) -> Evaluation:
     """Loads the export, reads the dataset (default: the one it was trained on), scores it.
 
     ``seed`` picks the test split of datasets that have none (digits, image
@@ -122,7 +124,7 @@ def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,
         raise UserInputError(
             f"--dataset={data.dataset!r} has {dataset.num_classes} classes, but the model "
             f"predicts {len(model.class_names)}")
-    probabilities = model.predict(dataset.x_test, batch_size)
+    probabilities = model.predict(dataset.x_test, batch_size, strategy)
     return score(probabilities, dataset.y_test, model.class_names)
 
 

@@ -174,8 +174,15 @@ class LoadedClassifier:
         self.input_shape = tuple(self.metadata["input"]["shape"][1:])
         self.class_names = list(self.metadata["class_names"])
 
-    def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Probabilities for raw images (uint8 or float in [0, 255])."""
+    def predict(self, images: np.ndarray, batch_size: int = 256,
+                strategy: tf.distribute.Strategy | None = None) -> np.ndarray:
+        """Probabilities for raw images (uint8 or float in [0, 255]).
+
+        With a multi-replica ``strategy`` every global batch of ``batch_size``
+        is split across the replicas (and workers) and gathered back in order.
+        """
+        if strategy is not None and strategy.num_replicas_in_sync > 1:
+            return self._predict_distributed(images, batch_size, strategy)
         out = []
         for start in range(0, len(images), batch_size):
             batch = tf.constant(np.asarray(images[start:start + batch_size], np.float32))
@@ -183,6 +190,29 @@ class LoadedClassifier:
         if not out:
             return np.zeros((0, len(self.class_names)), np.float32)
         return np.concatenate(out)
+
+    def _predict_distributed(self, images, batch_size, strategy) -> np.ndarray:
+        index = np.arange(len(images), dtype=np.int64)
+        ds = tf.data.Dataset.from_tensor_slices(
+            (np.asarray(images, np.float32), index)).batch(batch_size)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        batches = strategy.experimental_distribute_dataset(ds.with_options(options))
+
+        def replica(x, i):
+            return self.module.serve(x), i
+
+        @tf.function(autograph=False)
+        def step(batch):
+            probs, i = strategy.run(replica, args=batch)
+            return strategy.gather(probs, axis=0), strategy.gather(i, axis=0)
+
+        out = np.zeros((len(images), len(self.class_names)), np.float32)
+        for batch in batches:
+            probs, i = step(batch)
+            out[i.numpy()] = probs.numpy()
+        return out
 
 
 def load_saved_model(saved_model_dir: str):

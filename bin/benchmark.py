@@ -16,6 +16,8 @@ compiles), then time --iterations and print one JSON line: median/min
 seconds per iteration, the compile time, and peak memory (host RSS
 high-water mark; on a GPU also the device's peak).
 
+Under --strategy=multi_worker every worker process prints its own line.
+
 --mode=rnn_search / rnn_train time one step of the recurrent search (alpha
 step + weight step) or of the recurrent language model at the reference
 sizes: a 10,000-word vocabulary (PTB's), bptt 35 windows, emsize = nhid =
@@ -46,7 +48,8 @@ flags.DEFINE_integer("image_size", 32, "Input height and width.")
 flags.DEFINE_integer("iterations", 5, "Timed iterations.")
 flags.DEFINE_integer("warmup", 2, "Untimed iterations (the first compiles).")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
-flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored"], "Strategy.")
+flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored", "multi_worker"],
+                  "Strategy (multi_worker: start one process per TF_CONFIG task).")
 flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored.")
 flags.DEFINE_enum("mixed_precision", "off", ["off", "mixed_float16", "mixed_bfloat16"],
                   "16-bit compute (variables, alphas and losses stay float32).")

@@ -11,7 +11,9 @@ Loads the SavedModel in this fresh process with tf.saved_model.load (no model
 code involved), runs the test split of --dataset (default: the dataset named
 in the export's metadata) and prints loss, top-1 and (more than 5 classes)
 top-5 accuracy and the confusion matrix. With --output_dir it also writes
-metrics.json and confusion_matrix.png there.
+metrics.json and confusion_matrix.png there (the chief only). --strategy
+(mirrored, multi_worker, tpu) splits every --batch_size batch of a
+classifier across the replicas.
 
 For a language model it prints the perplexity of --split (test) read with
 the export's vocabulary (unknown words count as <unk>) in --bptt windows
@@ -26,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from autonet_tf import cli  # noqa: E402
+from autonet_tf import cli_flags  # noqa: E402
 
 flags.DEFINE_string("saved_model", None, "The exported SavedModel directory "
                     "(<run>/export/saved_model).", required=True)
@@ -40,6 +43,7 @@ flags.DEFINE_integer("bptt", None, "Language models: tokens per window (default:
 flags.DEFINE_integer("seed", None, "Seed of the train/test split of datasets that have none "
                      "(digits, image folders); default: the training run's, from the metadata.")
 flags.DEFINE_string("output_dir", None, "Also write metrics.json and confusion_matrix.png here.")
+cli_flags.define_strategy_flags()  # classifiers: each --batch_size batch split over replicas
 FLAGS = flags.FLAGS
 
 
@@ -55,6 +59,9 @@ def main(argv):
 
     meta = export.read_metadata(FLAGS.saved_model, (export.FORMAT, lm_export.FORMAT))
     if meta["format"] == lm_export.FORMAT:
+        if FLAGS.strategy != "default":
+            print(f"warning: --strategy={FLAGS.strategy} is ignored for language models "
+                  "(their perplexity is computed on one device)", flush=True)
         if FLAGS.bptt is not None and FLAGS.bptt <= 0:
             cli.fail(f"--bptt={FLAGS.bptt} is invalid: expected an integer > 0")
         result = evaluate_language_model(
@@ -69,18 +76,22 @@ def main(argv):
             print(f"wrote {path}")
         return
 
+    from autonet_tf.distribute.strategy import create_strategy, is_chief, prepare_devices
+
+    prepare_devices(FLAGS.strategy, FLAGS.num_devices)
+    strategy = create_strategy(FLAGS.strategy, FLAGS.num_devices, FLAGS.tpu)
     data = None
     if FLAGS.dataset is not None:
         data = DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
                           image_size=FLAGS.image_size)
-    result = evaluate_export(FLAGS.saved_model, data, FLAGS.batch_size, FLAGS.seed)
+    result = evaluate_export(FLAGS.saved_model, data, FLAGS.batch_size, FLAGS.seed, strategy)
     line = f"test images {result.count} | loss {result.loss:.4f} | top-1 {result.top1:.4f}"
     if result.top5 is not None:
         line += f" | top-5 {result.top5:.4f}"
     print(line)
     print("confusion matrix:")
     print(format_confusion(result))
-    if FLAGS.output_dir:
+    if FLAGS.output_dir and is_chief(strategy):
         for path in write_report(result, FLAGS.output_dir):
             print(f"wrote {path}")
 

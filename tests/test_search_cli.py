@@ -14,7 +14,8 @@ TINY = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_e
 # One node per cell (2 edges): the same code paths, a much smaller graph.
 ONE_NODE = TINY + ["--steps=1", "--multiplier=1"]
 # Retraining the discovered network after the search, tiny as well.
-TINY_RETRAIN = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
+TINY_RETRAIN = ["--layers=2", "--init_channels=4", "--steps=2", "--multiplier=2",
+                "--batch_size=16", "--max_steps_per_epoch=2",
                 "--checkpoint_every=1", "--train_epochs=2", "--train_layers=3",
                 "--train_init_channels=4", "--train_batch_size=32", "--drop_path_prob=0.2",
                 "--tflite"]

@@ -39,8 +39,11 @@ def test_killed_training_resumes_then_evaluates_in_a_fresh_process(tmp_path):
     assert result["genotype"] == DARTS_V1.to_dict()
 
     out = str(tmp_path / "eval")
+    # On 2 mirrored replicas: 359 images in batches of 64 (the last one split
+    # 20/19) must still give the run's own accuracy, image for image.
     evaluated = run_bin("evaluate.py", f"--saved_model={d}/export/saved_model",
-                        f"--output_dir={out}")
+                        f"--output_dir={out}", "--strategy=mirrored", "--num_devices=2",
+                        "--batch_size=64")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert f"top-1 {result['test_accuracy']:.4f}" in evaluated.stdout
     assert "top-5" in evaluated.stdout and "true \\ predicted" in evaluated.stdout

@@ -236,8 +236,8 @@ def test_image_and_darts_trials_run_through_the_tuner(tmp_path):
                                                 "log": True},
                          "layers": {"type": "fixed", "value": 2},
                          "init_channels": {"type": "fixed", "value": 4},
-                         "steps": {"type": "fixed", "value": 2},
-                         "multiplier": {"type": "fixed", "value": 2},
+                         "steps": {"type": "fixed", "value": 1},
+                         "multiplier": {"type": "fixed", "value": 1},
                          "batch_size": {"type": "fixed", "value": 16},
                          "max_steps_per_epoch": {"type": "fixed", "value": 2}})
     result = tune("darts_search", darts, max_trials=2, directory=str(tmp_path / "darts"),
