@@ -260,7 +260,10 @@ class EpochLoop:
             return self._run_epochs()
         except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
             # A worker died without notice: the collectives abort everywhere.
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            # TensorFlow's message embeds Python tracebacks; keep the cause.
+            causes = [line.strip() for line in str(e).splitlines()
+                      if "unhealthy" in line or "heartbeat" in line.lower()]
+            reason = causes[0][:200] if causes else type(e).__name__
             raise Preempted(
                 f"the cluster lost a worker ({reason}); the last checkpoint is "
                 f"{self.manager.latest_checkpoint}; rerun the same command on every worker "
