@@ -37,16 +37,17 @@ def batch_norm(affine: bool, sync: bool = False, name: str | None = None):
     return BatchNorm(affine=affine, synchronized=sync, name=name)
 
 
-def _global_moments(inputs, axes, count):
-    """Mean and (biased) variance over the global batch, with ONE all-reduce.
+def _moments(inputs, axes, count, synchronized: bool):
+    """(mean, biased variance, example count): of this replica's batch, or synchronised.
 
+    Synchronised moments are over the global batch, with ONE all-reduce.
     Keras' synchronised moments all-reduce the sum, the sum of squares and the
     count separately; every replica holds the same number of examples here,
     so the count is known and the two sums travel in one tensor. Under
     MultiWorkerMirroredStrategy each all-reduce is a network round trip, and
     the supernet has hundreds of BatchNorms per pass (forward and backward).
     """
-    ctx = tf.distribute.get_replica_context()
+    ctx = tf.distribute.get_replica_context() if synchronized else None
     if ctx is None or ctx.num_replicas_in_sync == 1:
         mean = tf.reduce_mean(inputs, axes)
         return mean, tf.reduce_mean(tf.square(inputs - mean), axes), count
@@ -96,11 +97,7 @@ class BatchNorm(keras.layers.BatchNormalization):
             if train:
                 axes = list(range(len(inputs.shape) - 1))
                 count = tf.cast(tf.size(inputs) // channels, tf.float32)
-                if self.synchronized:
-                    mean, variance, count = _global_moments(inputs, axes, count)
-                else:
-                    mean = tf.reduce_mean(inputs, axes)
-                    variance = tf.reduce_mean(tf.square(inputs - mean), axes)
+                mean, variance, count = _moments(inputs, axes, count, self.synchronized)
                 unbiased = variance * tf.cast(count / tf.maximum(count - 1.0, 1.0),
                                               variance.dtype)
                 self._update_moving(mean, unbiased)

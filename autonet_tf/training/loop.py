@@ -239,10 +239,14 @@ class EpochLoop:
         self.manager.restore_or_initialize()
         return int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
 
-    def _save(self, epoch, step):
+    def _position(self, epoch, step) -> int:
+        """Records (epoch, step) in the checkpointed variables; returns the checkpoint number."""
         self.epoch.assign(epoch)
         self.step_in_epoch.assign(step)
-        self.manager.save(checkpoint_number=epoch * self.steps_per_epoch + step)
+        return epoch * self.steps_per_epoch + step
+
+    def _save(self, epoch, step):
+        self.manager.save(checkpoint_number=self._position(epoch, step))
 
     def _log_step(self, out: dict, global_step: int):
         with self.writer("train").as_default(step=global_step):
@@ -298,10 +302,8 @@ class EpochLoop:
                 if self.preemption is not None:
                     # Checked before the step, so a saved (epoch, step) always
                     # means "step not run yet", as for the periodic saves.
-                    self.epoch.assign(epoch)
-                    self.step_in_epoch.assign(step)
                     self.preemption.save_checkpoint_if_preempted(
-                        checkpoint_number=epoch * self.steps_per_epoch + step)
+                        checkpoint_number=self._position(epoch, step))
                 out = {k: float(v) for k, v in self.train_step(*iterators).items()}
                 bad = [k for k in averaged if k.endswith("loss") and not math.isfinite(out[k])]
                 if bad:
