@@ -6,6 +6,10 @@ import os
 import numpy as np
 import pytest
 
+from autonet_tf.configs import DataConfig
+from autonet_tf.data import images
+from autonet_tf.distribute.strategy import create_strategy
+from autonet_tf.errors import UserInputError
 from autonet_tf.search_space.genotypes import Genotype
 from conftest import assert_one_line_error, kill_when_exists, run_bin, run_bin_with_mock_tfds
 
@@ -131,12 +135,30 @@ def _npz(path, **overrides):
     (lambda t: [f"--dataset={(t / 'bad.npz').write_text('not a zip') and t / 'bad.npz'}"],
      ["not a readable .npz file"]),
     (lambda t: [f"--dataset={_npz(t / 'l.npz', train_labels=np.zeros((3, 2)))}"], ["train_labels has shape"]),
+    (lambda t: ["--model_dir="], ["--model_dir is empty"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, fragments):
     d = tmp_path / "run"
     proc = run_bin("search.py", f"--model_dir={d}", *make_args(tmp_path))
     assert_one_line_error(proc, *fragments)
     assert not d.exists(), "bad input must not leave a run directory behind"
+
+
+def test_npz_with_nan_images_or_unseen_test_labels_is_refused(tmp_path):
+    images_nan = np.full((40, 8, 8), 10.0)
+    images_nan[3, 2, 2] = np.nan
+    with pytest.raises(UserInputError, match="NaN or infinite values in 1 image"):
+        images.load(DataConfig(_npz(tmp_path / "nan.npz", train_images=images_nan)))
+    labels = np.zeros((10, 1), np.int64)
+    labels[:2] = 7  # training labels are 0..2
+    with pytest.raises(UserInputError, match="2 test label.s. are above the largest training"):
+        images.load(DataConfig(_npz(tmp_path / "unseen.npz", test_labels=labels)))
+
+
+def test_multi_worker_without_tf_config_is_refused(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UserInputError, match="--strategy=multi_worker needs TF_CONFIG"):
+        create_strategy("multi_worker")
 
 
 def test_unwritable_model_dir_and_bad_image_folder(tmp_path):

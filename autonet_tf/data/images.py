@@ -177,7 +177,13 @@ def _npz(path: str) -> ImageDataset:
     if x_test.shape[1:] != x_train.shape[1:]:
         raise UserInputError(f"--dataset={path!r}: test images are {x_test.shape[1:]}, "
                              f"train images {x_train.shape[1:]}")
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    unseen = int(np.count_nonzero(y_test > y_train.max()))
+    if unseen:
+        raise UserInputError(
+            f"--dataset={path!r}: {unseen} test label(s) are above the largest training "
+            f"label {int(y_train.max())} (test labels go up to {int(y_test.max())}); the "
+            f"network could never predict them")
+    num_classes = int(y_train.max()) + 1
     name = os.path.splitext(os.path.basename(path))[0]
     return _finish(name, x_train, y_train, x_test, y_test,
                    [str(i) for i in range(num_classes)])
@@ -191,6 +197,10 @@ def _npz_split(arrays, split, path):
         raise UserInputError(f"--dataset={path!r}: {split}_images has shape {x.shape}; "
                              f"expected (N, H, W) or (N, H, W, 1|3)")
     if x.dtype != np.uint8:
+        if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
+            bad = int(np.count_nonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1)))
+            raise UserInputError(f"--dataset={path!r}: {split}_images has NaN or infinite "
+                                 f"values in {bad} image(s); expected numbers in [0, 255]")
         if not np.issubdtype(x.dtype, np.number) or x.size and (x.min() < 0 or x.max() > 255):
             raise UserInputError(f"--dataset={path!r}: {split}_images must be uint8 or "
                                  f"numbers in [0, 255], got dtype {x.dtype}")

@@ -35,7 +35,10 @@ def split_cpu(count: int) -> None:
 def _check_tf_config() -> dict:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        return {}
+        raise UserInputError(
+            "--strategy=multi_worker needs TF_CONFIG (the cluster's addresses and this "
+            "process's task) in the environment; for one machine use --strategy=mirrored "
+            "or --strategy=default")
     try:
         config = json.loads(raw)
     except json.JSONDecodeError as e:

@@ -25,20 +25,30 @@ import tensorflow as tf
 from autonet_tf.models.cnn_search import reduction_layers
 from autonet_tf.search_space import genotypes
 from autonet_tf.search_space.ops import Identity, _pad, batch_norm, cell_preprocessing, make_op
+from autonet_tf.tracking import CheckpointCollections
 
 _PACKAGE = "autonet_tf"
 
 
-def drop_path(x, drop_prob):
-    """Zeroes whole examples with probability ``drop_prob`` and rescales the rest."""
+def drop_path(x, drop_prob, seed=None):
+    """Zeroes whole examples with probability ``drop_prob`` and rescales the rest.
+
+    With ``seed`` (shape [2]) the mask is stateless, so a resumed run draws
+    the masks an uninterrupted one would; without it, TensorFlow's global
+    random state is used.
+    """
     keep = 1.0 - tf.cast(drop_prob, x.dtype)
     shape = tf.concat([tf.shape(x)[:1], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
-    mask = tf.floor(keep + tf.random.uniform(shape, dtype=x.dtype))
+    if seed is None:
+        noise = tf.random.uniform(shape, dtype=x.dtype)
+    else:
+        noise = tf.cast(tf.random.stateless_uniform(shape, seed), x.dtype)
+    mask = tf.floor(keep + noise)
     return x / keep * mask
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class Cell(keras.layers.Layer):
+class Cell(CheckpointCollections, keras.layers.Layer):
     """A discrete DARTS cell built from the ``normal`` or ``reduce`` half of a genotype."""
 
     def __init__(self, genotype: genotypes.Genotype, filters: int, reduction: bool,
@@ -62,7 +72,7 @@ class Cell(keras.layers.Layer):
     def build(self, *shapes):
         self.built = True  # sub-layers build lazily; see ops._Op.build
 
-    def call(self, s0, s1, drop_prob=0.0, training=None):
+    def call(self, s0, s1, drop_prob=0.0, training=None, seed=None):
         states = [self.preprocess0(s0, training=training),
                   self.preprocess1(s1, training=training)]
         for i in range(self.steps):
@@ -71,7 +81,10 @@ class Cell(keras.layers.Layer):
                 op = self.ops[k]
                 h = op(states[self.indices[k]], training=training)
                 if training and not isinstance(op, Identity):
-                    h = tf.cond(drop_prob > 0, lambda h=h: drop_path(h, drop_prob),
+                    op_seed = (None if seed is None
+                               else tf.random.experimental.stateless_fold_in(seed, k))
+                    h = tf.cond(drop_prob > 0,
+                                lambda h=h, s=op_seed: drop_path(h, drop_prob, s),
                                 lambda h=h: h)
                 node = h if node is None else node + h
             states.append(node)
@@ -139,7 +152,7 @@ class AuxiliaryHead(keras.layers.Layer):
         return config
 
 
-class _Network(keras.Model):
+class _Network(CheckpointCollections, keras.Model):
     """Cells, auxiliary head, classifier and the drop-path probability."""
 
     def __init__(self, genotype: genotypes.Genotype, num_classes: int, init_channels: int,
@@ -179,12 +192,14 @@ class _Network(keras.Model):
     def stem(self, x, training=None):
         raise NotImplementedError
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, seed=None):
+        """``seed`` (int64 [2], optional) makes the drop-path masks stateless."""
         s0, s1 = self.stem(x, training=training)
         drop_prob = tf.convert_to_tensor(self.drop_path_prob)
         aux_logits = None
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, drop_prob, training=training)
+            cell_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)
+            s0, s1 = s1, cell(s0, s1, drop_prob, training=training, seed=cell_seed)
             if i == self.aux_position and self.auxiliary_head is not None:
                 if training:
                     aux_logits = self.auxiliary_head(s1, training=training)

@@ -23,12 +23,13 @@ import tensorflow as tf
 
 from autonet_tf.search_space import genotypes
 from autonet_tf.search_space.ops import batch_norm, cell_preprocessing, make_op
+from autonet_tf.tracking import CheckpointCollections
 
 _PACKAGE = "autonet_tf"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class MixedOp(keras.layers.Layer):
+class MixedOp(CheckpointCollections, keras.layers.Layer):
     """Softmax-weighted sum of every candidate op on one edge.
 
     'none' contributes exactly zero, so it is not computed; its weight still
@@ -72,7 +73,7 @@ class MixedOp(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SearchCell(keras.layers.Layer):
+class SearchCell(CheckpointCollections, keras.layers.Layer):
     """A DARTS search cell: ``steps`` nodes, each a sum of MixedOps over all predecessors."""
 
     def __init__(self, filters: int, reduction: bool, reduction_prev: bool,
@@ -126,7 +127,7 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SearchNetwork(keras.Model):
+class SearchNetwork(CheckpointCollections, keras.Model):
     """The DARTS CNN supernet with its architecture weights.
 
     Args:

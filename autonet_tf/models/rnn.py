@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from autonet_tf.search_space import rnn_genotypes
 from autonet_tf.search_space.rnn_genotypes import RNN_PRIMITIVES, RecurrentGenotype
+from autonet_tf.tracking import CheckpointCollections
 
 INIT_RANGE = 0.04  # reference model.py INITRANGE (cell weights)
 EMBED_RANGE = 0.1  # reference RNNModel.init_weights (embedding)
@@ -49,7 +50,7 @@ _ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu, "sigmoid": tf.sigmoid,
 MASK_NAMES = ("embedding", "input", "x", "h", "output")
 
 
-class _RecurrentCellBase(keras.layers.Layer):
+class _RecurrentCellBase(CheckpointCollections, keras.layers.Layer):
     """Weights and the shared initial-state computation of both cells."""
 
     def __init__(self, ninp: int, nhid: int, steps: int, **kwargs):
@@ -187,7 +188,7 @@ class RecurrentSearchCell(_RecurrentCellBase):
         return out, (means, variances)
 
 
-class RNNLanguageModel(keras.Model):
+class RNNLanguageModel(CheckpointCollections, keras.Model):
     """Embedding -> recurrent cell -> tied decoder -> log-softmax (reference ``RNNModel``).
 
     ``call((tokens, hidden, masks))``: tokens int32 (B, T), hidden (B, nhid),

@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from autonet_tf.errors import UserInputError
+from autonet_tf.tracking import CheckpointCollections
 
 _PACKAGE = "autonet_tf"
 
@@ -139,7 +140,7 @@ def _pad(x, pad: int):
     return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
 
 
-class _Op(keras.layers.Layer):
+class _Op(CheckpointCollections, keras.layers.Layer):
     """Base class keeping the common constructor arguments in the config."""
 
     def __init__(self, stride: int = 1, affine: bool = True,

@@ -34,6 +34,7 @@ from autonet_tf.data import pipeline
 from autonet_tf.distribute.strategy import is_chief
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
 from autonet_tf.training import precision, run_dir
+from autonet_tf.tracking import unreachable_variables
 
 log = logging.getLogger("autonet_tf")
 
@@ -130,12 +131,18 @@ class EpochLoop:
             self.extra_metrics = tuple(self.extra_metrics) + ("skipped",)
         self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, step_in_epoch=self.step_in_epoch,
                                               **trackables)
+        missing = unreachable_variables(self.checkpoint, trackables.values())
+        if missing:  # a programming error, never the user's: refuse to run unsaved
+            raise RuntimeError(f"{len(missing)} variables would not be checkpointed, "
+                               f"e.g. {missing[:3]}")
         ckpt_dir = os.path.join(model_dir, "checkpoints")
         if not self.chief:  # workers save to a scratch place, as tf.distribute expects
             task = self.strategy.cluster_resolver.task_id
             ckpt_dir = os.path.join(model_dir, ".workers", f"worker_{task}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
+        # The preemption handler adds a variable to the checkpoint: create it first.
         self.preemption = self._preemption_handler()
+        self.start_position = self._restore()
         self._writers = None
 
     def _preemption_handler(self):
@@ -234,9 +241,34 @@ class EpochLoop:
                            "".join(json.dumps(h) + "\n" for h in history))
 
     # ------------------------------------------------------------------- loop
-    def restore(self) -> tuple[int, int]:
-        """Restores the latest checkpoint if any; returns (epoch, step in epoch)."""
-        self.manager.restore_or_initialize()
+    def _restore(self) -> tuple[int, int]:
+        """Restores the latest checkpoint if any, completely; returns (epoch, step in epoch).
+
+        Every value saved must find its variable and every variable its saved
+        value; a checkpoint that does not match (written by an incompatible
+        version, or for another model) is bad input, raised before anything
+        in the run directory is written.
+        """
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return 0, 0
+        status = None
+        try:
+            status = self.checkpoint.restore(path)
+            status.assert_existing_objects_matched()
+            status.assert_consumed()
+        except (AssertionError, ValueError, tf.errors.OpError):  # ValueError: a shape differs
+            if status is not None:
+                status.expect_partial()  # no second complaint when it is collected
+            saved = sum(1 for name, _ in tf.train.list_variables(path)
+                        if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH"))
+            expected = sum(1 for d in tf.train.TrackableView(self.checkpoint).descendants()
+                           if isinstance(d, (tf.Variable, keras.Variable)))
+            raise UserInputError(
+                f"checkpoint {path} does not match this run's model: it holds {saved} "
+                f"values for {expected} variables (written by an incompatible version of "
+                f"autonet_tf or for another model); use a new --model_dir, or delete "
+                f"{os.path.dirname(path)} to start over") from None
         return int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
 
     def _position(self, epoch, step) -> int:
@@ -274,7 +306,7 @@ class EpochLoop:
                 f"to resume") from None
 
     def _run_epochs(self) -> list[dict]:
-        start_epoch, start_step = self.restore()
+        start_epoch, start_step = self.start_position
         if (start_epoch, start_step) != (0, 0):
             log.info("Resuming from epoch %d, step %d (%s)", start_epoch, start_step,
                      self.manager.latest_checkpoint)

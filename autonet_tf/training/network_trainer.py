@@ -114,8 +114,13 @@ class NetworkTrainer(EpochLoop):
         def mean(losses):
             return tf.nn.compute_average_loss(losses, global_batch_size=cfg.batch_size)
 
+        # Drop-path masks from (seed, step, replica): a resumed run draws the same.
+        seed = tf.stack([tf.constant(cfg.seed, tf.int64),
+                         tf.cast(self.optimizer.iterations, tf.int64)])
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.random.experimental.stateless_fold_in(seed, replica)
         with tf.GradientTape() as tape:
-            outputs = self.model(x, training=True)
+            outputs = self.model(x, training=True, seed=seed)
             logits, aux_logits = outputs if cfg.auxiliary else (outputs, None)
             loss = mean(sparse_ce(y, logits))
             total = loss
