@@ -7,9 +7,11 @@ line ``error: ...`` to stderr and exits with code 2, with no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import textwrap
 
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,7 +33,70 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
+#: flag groups of the shared flag definitions, title -> flag names (see flag_group)
+FLAG_GROUPS: dict[str, list[str]] = {}
+
+_HELP = ("--help", "-h", "-?", "--helpshort")
+
+
+@contextlib.contextmanager
+def flag_group(title: str):
+    """Flags defined inside the block are listed under ``title`` by ``--help``."""
+    before = set(flags.FLAGS)
+    yield
+    taken = {n for names in FLAG_GROUPS.values() for n in names}  # by nested groups
+    FLAG_GROUPS.setdefault(title, []).extend(
+        n for n in flags.FLAGS if n not in before and n not in taken)
+
+
+def _describe(flag) -> str:
+    text = flag.help or ""
+    default = flag.default
+    if isinstance(default, bool):
+        shown = f"--{flag.name}" if default else f"--no{flag.name}"
+        text += f" (default: {shown})"
+    elif default is not None:
+        text += f" (default: {default!r})"
+    wrapped = textwrap.fill(text, width=88, initial_indent="      ", subsequent_indent="      ")
+    return f"  --{flag.name}\n{wrapped}"
+
+
+def help_text(full: bool = False) -> str:
+    """The program's docstring, its own flags, then every shared group it defines.
+
+    With ``full`` also the flags of absl and TensorFlow.
+    """
+    main = sys.modules.get("__main__")
+    parts = [(main.__doc__ or "").strip()] if main is not None and main.__doc__ else []
+    grouped = {n for names in FLAG_GROUPS.values() for n in names}
+    by_module = flags.FLAGS.flags_by_module_dict()
+    own_module = next((m for m in by_module if m == sys.argv[0] or m == "__main__"), None)
+    own = [f for f in by_module.get(own_module, []) if f.name not in grouped]
+    sections = []
+    if own:
+        sections.append(("Flags of this program", own))
+    for title, names in FLAG_GROUPS.items():
+        present = [flags.FLAGS[n] for n in dict.fromkeys(names) if n in flags.FLAGS]
+        if present:
+            sections.append((title, present))
+    if full:
+        shown = {f.name for _, group in sections for f in group}
+        for module, group in sorted(by_module.items()):
+            rest = [f for f in group if f.name not in shown]
+            if rest:
+                sections.append((f"Flags of {module}", rest))
+    for title, group in sections:
+        parts.append(f"{title}:\n" + "\n".join(_describe(f) for f in group))
+    if not full:
+        parts.append("--helpfull also lists absl's and TensorFlow's own flags.")
+    return "\n\n".join(parts) + "\n"
+
+
 def _parse_flags(argv):
+    asked = [a for a in argv[1:] if a in _HELP or a == "--helpfull"]
+    if asked:
+        sys.stdout.write(help_text(full="--helpfull" in asked))
+        sys.exit(0)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
@@ -44,6 +109,7 @@ def run(main) -> None:
     def wrapped(argv):
         if len(argv) > 1:
             fail(f"unexpected positional arguments {argv[1:]}; all options are --flags")
+        _check_path_flags()
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines
         try:
@@ -58,6 +124,20 @@ def run(main) -> None:
             fail("interrupted; rerun the same command to resume from the last checkpoint", 130)
 
     app.run(wrapped, flags_parser=_parse_flags)
+
+
+#: string flags that name a file or directory: given, they may not be empty
+PATH_FLAGS = ("model_dir", "data_dir", "output_dir", "directory", "saved_model", "output",
+              "genotype", "space", "dataset", "config_file")
+
+
+def _check_path_flags() -> None:
+    """An empty path (``--model_dir=``) is an error, never a silent default."""
+    for name in PATH_FLAGS:
+        if name in flags.FLAGS and flags.FLAGS[name].present:
+            value = flags.FLAGS[name].value
+            if isinstance(value, str) and not value.strip():
+                fail(f"--{name} is empty: expected a path")
 
 
 def unset_flags(names) -> set:

@@ -17,6 +17,17 @@ from autonet_tf.errors import UserInputError
 
 FLAGS = flags.FLAGS
 
+
+def _grouped(title: str):
+    """Decorator: the flags a ``define_*`` function defines form one ``--help`` group."""
+    def wrap(define):
+        def defined(*args, **kwargs):
+            with cli.flag_group(title):
+                return define(*args, **kwargs)
+        defined.__name__, defined.__doc__ = define.__name__, define.__doc__
+        return defined
+    return wrap
+
 # Network-training flags that search.py also has for the search itself;
 # there they carry the prefix "train_".
 TRAIN_PREFIXED = ("epochs", "batch_size", "layers", "init_channels", "learning_rate",
@@ -31,6 +42,7 @@ DIGITS_TRAIN_PRESET = {"epochs": 30, "batch_size": 64, "layers": 8, "init_channe
                        "cutout_length": 0, "drop_path_prob": 0.0}
 
 
+@_grouped("Data")
 def define_data_flags() -> None:
     flags.DEFINE_string(
         "dataset", "digits", "'digits' (embedded), a tfds name (cifar10, cifar100, mnist, "
@@ -59,6 +71,7 @@ RUNTIME = ("strategy", "num_devices", "tpu", "jit_compile", "max_steps_per_epoch
            "checkpoint_every", "progress", "mixed_precision")
 
 
+@_grouped("Devices and strategy")
 def define_strategy_flags() -> None:
     flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy.")
     flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored (without GPUs "
@@ -66,6 +79,7 @@ def define_strategy_flags() -> None:
     flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
 
 
+@_grouped("Runtime")
 def define_runtime_flags(checkpoint_every: int = 200) -> None:
     define_strategy_flags()
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
@@ -81,6 +95,7 @@ def runtime_values() -> dict:
     return {name: FLAGS[name].value for name in RUNTIME}
 
 
+@_grouped("Training the network")
 def define_train_flags(prefix: str = "") -> None:
     """Flags of :class:`TrainConfig`; ``prefix`` goes on the names in TRAIN_PREFIXED."""
     d = TrainConfig()
@@ -153,6 +168,7 @@ SYNTHETIC_SEARCH_PRESET = {**SYNTHETIC_COMMON, "epochs": 10, "learning_rate": 5.
 SYNTHETIC_TRAIN_PRESET = {**SYNTHETIC_COMMON, "epochs": 10}
 
 
+@_grouped("Recurrent model (--model=rnn)")
 def define_rnn_flags(train: bool) -> None:
     """Flags of the recurrent search (``train=False``) or training (``train=True``)."""
     from autonet_tf.configs import RNNTrainConfig

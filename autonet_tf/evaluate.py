@@ -57,9 +57,11 @@ def format_confusion(evaluation: Evaluation, max_classes: int = 20) -> str:
     names = [str(c)[:8] for c in evaluation.class_names][:max_classes]
     m = evaluation.confusion[:max_classes, :max_classes]
     width = max(5, max(len(n) for n in names), len(str(int(m.max()) if m.size else 0)))
-    lines = ["true \\ predicted".ljust(width + 2) + " ".join(n.rjust(width) for n in names)]
+    corner = "true \\ predicted"
+    label = max(len(corner), max(len(n) for n in names)) + 2  # the row-label column
+    lines = [corner.ljust(label) + " ".join(n.rjust(width) for n in names)]
     for name, row in zip(names, m):
-        lines.append(name.ljust(width + 2) + " ".join(str(int(v)).rjust(width) for v in row))
+        lines.append(name.ljust(label) + " ".join(str(int(v)).rjust(width) for v in row))
     if len(evaluation.class_names) > max_classes:
         lines.append(f"(first {max_classes} of {len(evaluation.class_names)} classes)")
     return "\n".join(lines)

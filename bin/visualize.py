@@ -25,7 +25,9 @@ flags.DEFINE_string("genotype", None, "DARTS_V1, DARTS_V2, a genotype JSON file 
                     "JSON.", required=True)
 flags.DEFINE_enum("model", "cnn", ["cnn", "rnn"], "CNN cells or a recurrent cell.")
 flags.DEFINE_string("output", "genotype.png", "Output path; its extension picks the format "
-                    f"({', '.join(FORMATS)}).")
+                    f"({', '.join(FORMATS)}). A CNN genotype is drawn as two files, "
+                    "<stem>_normal.<ext> and <stem>_reduce.<ext>; a recurrent one as "
+                    "<stem>_recurrent.<ext>.")
 FLAGS = flags.FLAGS
 
 

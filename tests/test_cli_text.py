@@ -1,0 +1,45 @@
+"""What users read: --help of every program, text tables, file permissions."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from autonet_tf.evaluate import Evaluation, format_confusion
+from autonet_tf.training import run_dir
+from conftest import run_bin
+
+
+@pytest.mark.parametrize("script, expected", [
+    ("search.py", ["--dataset", "--data_dir", "--strategy", "--mixed_precision", "--train_epochs",
+                   "--train_batch_size", "--epochs", "Data:", "Training the network:"]),
+    ("train.py", ["--epochs", "--dataset", "--batch_size", "--genotype", "--strategy",
+                  "--drop_path_prob"]),
+])
+def test_help_lists_every_flag_in_groups_and_exits_0(script, expected):
+    proc = run_bin(script, "--help", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    listed = {line.strip() for line in proc.stdout.splitlines() if line.startswith("  --")}
+    for name in expected:
+        assert (name in listed) if name.startswith("--") else (name in proc.stdout), name
+    assert "--logtostderr" not in listed  # absl's own flags only with --helpfull
+
+
+def test_confusion_table_header_lines_up_with_its_columns():
+    e = Evaluation(0.1, 0.5, None, np.array([[3, 1], [0, 12]]), ["0", "1"], 16)
+    header, *rows = format_confusion(e).splitlines()
+    # Each class name in the header ends where its column of counts ends.
+    for name, col in (("0", 0), ("1", 1)):
+        end = header.index(f" {name}", len("true \\ predicted")) + 2
+        for row in rows:
+            assert row[:end].rstrip()[-1].isdigit() and len(row[:end].rstrip()) == end
+
+
+def test_result_files_are_readable_by_others(tmp_path):
+    path = tmp_path / "result.json"
+    run_dir.write_json(str(path), {"a": 1})
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask and mode & stat.S_IROTH
