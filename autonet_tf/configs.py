@@ -147,10 +147,15 @@ class SearchConfig(RuntimeConfig):
     unrolled_epsilon: float = 0.01  # architect.py: R = 0.01 / ||v||
     seed: int = 2  # train_search.py --seed
     sync_batchnorm: bool = True  # BN statistics over the global batch
+    # 'inline': trace each distinct edge once, inlined; 'call': keep the calls
+    # (fastest first step, slower steps); 'off': trace every edge.
+    trace_sharing: str = "inline"
 
     def validate(self) -> None:
         self.data.validate()
         _validate_architect(self)
+        _check(self.trace_sharing in ("inline", "call", "off"), "trace_sharing",
+               self.trace_sharing, "one of inline, call, off")
         for name in ("epochs", "batch_size", "layers", "init_channels", "steps",
                      "multiplier", "stem_multiplier", "checkpoint_every", "log_every"):
             _positive(name, getattr(self, name))

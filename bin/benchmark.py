@@ -13,8 +13,11 @@ builds the evaluation network of --genotype (default: the paper's 20 cells,
 C=36, auxiliary head, drop path 0.2, batch 96) and times one SGD step. Both
 feed random batches, run --warmup iterations (the first one traces and
 compiles), then time --iterations and print one JSON line: median/min
-seconds per iteration, the compile time, and peak memory (host RSS
-high-water mark; on a GPU also the device's peak).
+seconds per iteration, the first iteration (tracing, graph optimisation and
+the first run), the trainer's construction time (build_s), and peak memory
+(host RSS high-water mark; on a GPU also the device's peak). With
+--baseline_s / --baseline_first_s (figures of another commit measured on the
+same machine) the line also gives the speed-up ratios.
 
 Under --strategy=multi_worker every worker process prints its own line.
 
@@ -26,6 +29,7 @@ sizes: a 10,000-word vocabulary (PTB's), bptt 35 windows, emsize = nhid =
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,6 +57,12 @@ flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored", "
 flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored.")
 flags.DEFINE_enum("mixed_precision", "off", ["off", "mixed_float16", "mixed_bfloat16"],
                   "16-bit compute (variables, alphas and losses stay float32).")
+flags.DEFINE_float("baseline_s", None, "A median seconds-per-iteration to compare with (e.g. "
+                   "from another commit on the same machine); the line then has 'speedup'.")
+flags.DEFINE_float("baseline_first_s", None, "A first-iteration time to compare with; the line "
+                   "then has 'first_iteration_speedup'.")
+flags.DEFINE_enum("trace_sharing", "inline", ["inline", "call", "off"],
+                  "Search: how the supernet's edges are traced (see bin/search.py).")
 FLAGS = flags.FLAGS
 
 
@@ -89,10 +99,12 @@ def benchmark_rnn():
         config = RNNTrainConfig(genotype=FLAGS.genotype, **common)
     config.validate()
     strategy = create_strategy(config.strategy, config.num_devices)
+    started = time.perf_counter()
     if search:
         trainer = RNNSearchTrainer(config, corpus, strategy)
     else:
         trainer = RNNTrainer(config, load_recurrent_genotype(FLAGS.genotype), corpus, strategy)
+    build_s = time.perf_counter() - started
     times = _time_steps(trainer, trainer.epoch_iterators(0))
     _report({"benchmark": "rnn_search_step" if search else "rnn_train_step",
              "order": FLAGS.order if search else None,
@@ -100,7 +112,8 @@ def benchmark_rnn():
              "parameters": trainer.model.count_parameters(), "batch_size": batch,
              "bptt": FLAGS.bptt, "nhid": nhid, "vocab_size": FLAGS.vocab_size,
              "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
-             "mixed_precision": FLAGS.mixed_precision, "replicas": trainer.replicas}, times)
+             "mixed_precision": FLAGS.mixed_precision, "replicas": trainer.replicas,
+             "build_s": round(build_s, 2)}, times)
 
 
 def main(argv):
@@ -140,16 +153,18 @@ def main(argv):
                   num_devices=FLAGS.num_devices, progress=False,
                   mixed_precision=FLAGS.mixed_precision)
     if search:
-        config = SearchConfig(order=FLAGS.order, **common)
+        config = SearchConfig(order=FLAGS.order, trace_sharing=FLAGS.trace_sharing, **common)
     else:
         config = TrainConfig(genotype=FLAGS.genotype, network="cifar", **common)
     config.validate()
     strategy = create_strategy(config.strategy, config.num_devices)
+    started = time.perf_counter()
     if search:
         trainer = SearchTrainer(config, data, strategy)
     else:
         trainer = NetworkTrainer(config, load_genotype(FLAGS.genotype), data, strategy)
         trainer.begin_epoch(config.epochs // 2)  # drop path on, as mid-training
+    build_s = time.perf_counter() - started
     iterators = trainer.epoch_iterators(0)
     times = _time_steps(trainer, iterators)
     result = {
@@ -160,13 +175,13 @@ def main(argv):
         "init_channels": FLAGS.init_channels, "image_size": size,
         "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
         "mixed_precision": FLAGS.mixed_precision, "replicas": trainer.replicas,
+        "trace_sharing": trainer.model.trace_sharing if search else None,
+        "build_s": round(build_s, 2),
     }
     _report(result, times)
 
 
 def _time_steps(trainer, iterators) -> list:
-    import time
-
     times = []
     for _ in range(FLAGS.warmup + FLAGS.iterations):
         start = time.perf_counter()
@@ -194,6 +209,12 @@ def _report(result: dict, times: list) -> None:
         "cpu_count": os.cpu_count(),
         "tensorflow": tf.__version__,
     })
+    if FLAGS.baseline_s:
+        result["baseline_s"] = FLAGS.baseline_s
+        result["speedup"] = round(FLAGS.baseline_s / result["median_s"], 2)
+    if FLAGS.baseline_first_s:
+        result["baseline_first_s"] = FLAGS.baseline_first_s
+        result["first_iteration_speedup"] = round(FLAGS.baseline_first_s / times[0], 2)
     if gpus:
         info = tf.config.experimental.get_memory_info("GPU:0")
         result["peak_gpu_gb"] = round(info["peak"] / 2**30, 3)

@@ -52,6 +52,10 @@ flags.DEFINE_float("grad_clip", _D.grad_clip, "Global gradient-norm clip of the 
 flags.DEFINE_float("arch_learning_rate", _D.arch_learning_rate, "Adam learning rate of alphas.")
 flags.DEFINE_float("arch_weight_decay", _D.arch_weight_decay, "L2 decay of alphas.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
+flags.DEFINE_enum("trace_sharing", _D.trace_sharing, ["inline", "call", "off"],
+                  "How the supernet's edges are traced: 'inline' traces each distinct edge "
+                  "once and inlines it (default); 'call' keeps one call per edge (shortest "
+                  "first step, slower steps: for short runs); 'off' traces every edge.")
 flags.DEFINE_bool("retrain", True, "After the search, train the discovered network from "
                   "scratch (--train_* flags) and export it to <model_dir>/train/export; "
                   "--noretrain stops after the search.")
@@ -73,7 +77,7 @@ def build_config() -> SearchConfig:
         "order", "epochs", "batch_size", "layers", "init_channels", "steps", "multiplier",
         "train_portion",
         "learning_rate", "learning_rate_min", "momentum", "weight_decay", "grad_clip",
-        "arch_learning_rate", "arch_weight_decay", "seed")}
+        "arch_learning_rate", "arch_weight_decay", "seed", "trace_sharing")}
     values.update(cli_flags.runtime_values())
     if FLAGS.dataset == "digits":
         for name in cli.unset_flags(DIGITS_PRESET):
@@ -86,6 +90,7 @@ def build_config() -> SearchConfig:
 
 
 CNN_ONLY = ("layers", "init_channels", "steps", "multiplier", "train_portion", "learning_rate_min", "momentum",
+            "trace_sharing",
             "augment", "image_size", "train_layers", "train_init_channels",
             "train_learning_rate_min", "train_momentum", "network", "auxiliary",
             "auxiliary_weight", "drop_path_prob", "cutout_length", "tflite")

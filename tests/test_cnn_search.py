@@ -121,3 +121,39 @@ def test_cell_config_round_trip_rebuilds_the_same_structure():
     model(x)
     rebuilt(x)
     assert len(model.weight_variables) == len(rebuilt.weight_variables)
+
+
+@pytest.mark.parametrize("sharing", ["inline", "call"])
+def test_shared_edge_traces_give_the_same_losses_gradients_and_statistics(sharing):
+    x = tf.random.stateless_uniform((4, 8, 8, 3), [1, 2])
+    y = tf.constant([0, 1, 2, 1])
+    results = []
+    for mode in ("off", sharing):
+        keras.utils.set_random_seed(1)
+        model = SearchNetwork(3, 4, 3, steps=2, multiplier=2, trace_sharing=mode)
+        model(tf.zeros((1, 8, 8, 3)), training=False)
+
+        @tf.function(autograph=False)
+        def step(x, y):
+            trainable = [v.value for v in model.trainable_variables]
+            state = [v.value for v in model.non_trainable_variables]
+            with tf.GradientTape() as tape:
+                tape.watch(trainable)
+                logits, new_state = model.stateless_call(trainable, state, x, training=True)
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                    y, logits, from_logits=True))
+            return loss, tape.gradient(loss, trainable), new_state
+
+        loss, grads, state = step(x, y)
+        results.append((loss, grads, state, model(x, training=False)))
+        if mode != "off":
+            # 3 cells (normal, reduce, reduce): distinct edges = stride-1 and
+            # stride-2 edges per distinct cell shape, traced once each.
+            assert 0 < len(model.shared_traces) < 3 * 5
+    (l0, g0, s0, p0), (l1, g1, s1, p1) = results
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    for a, b in zip(g0 + s0, g1 + s1):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    moved = [s for s in s1 if np.abs(np.asarray(s)).max() > 0]
+    assert moved  # BatchNorm statistics were updated through the shared functions
+    np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-6)

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from autonet_tf.models.shared_traces import SharedTraces
 from autonet_tf.search_space import genotypes
 from autonet_tf.search_space.ops import batch_norm, cell_preprocessing, make_op
 from autonet_tf.tracking import CheckpointCollections
@@ -56,6 +57,14 @@ class MixedOp(CheckpointCollections, keras.layers.Layer):
         self.built = True  # sub-layers build lazily; see ops._Op.build
 
     def call(self, x, weights, training=None):
+        traces = self.__dict__.get("_shared_traces")
+        if traces is None or not self.__dict__.get("_variables_created"):
+            out = self._mix(x, weights, training)
+            self.__dict__["_variables_created"] = True
+            return out
+        return traces.call(self, x, weights, training)
+
+    def _mix(self, x, weights, training=None):
         weights = tf.cast(weights, x.dtype)
         total = None
         for k, op in zip(self.op_indices, self.candidate_ops):
@@ -121,6 +130,10 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
         return config
 
 
+#: how edges are traced: see SearchNetwork's trace_sharing
+TRACE_SHARING = ("inline", "call", "off")
+
+
 def reduction_layers(layers: int) -> tuple[int, ...]:
     """Indices of reduction cells: layers // 3 and 2 * layers // 3 (reference)."""
     return tuple(sorted({layers // 3, 2 * layers // 3}))
@@ -142,6 +155,12 @@ class SearchNetwork(CheckpointCollections, keras.Model):
         replicas compute what one device computes on the global batch.
       alpha_init_scale: alphas start as scale * N(0, 1) (reference: 1e-3).
       seed: seed of the alpha initialiser.
+      trace_sharing: 'inline' (default) traces each distinct edge once and
+        calls it with every edge's weights, inlined into the step graph;
+        'call' keeps the calls (shortest first step, slower steps); 'off'
+        traces every edge (:mod:`~autonet_tf.models.shared_traces`). Same
+        results either way. Off under synchronised BatchNorm (its
+        cross-replica all-reduce cannot run in a called function).
     """
 
     def __init__(self, num_classes: int, init_channels: int = 16, layers: int = 8,
@@ -149,7 +168,7 @@ class SearchNetwork(CheckpointCollections, keras.Model):
                  stem_multiplier: int = 3,
                  primitives: Sequence[str] = genotypes.PRIMITIVES,
                  sync_bn: bool = False, alpha_init_scale: float = 1e-3,
-                 seed: int | None = None, **kwargs):
+                 seed: int | None = None, trace_sharing: str = "inline", **kwargs):
         super().__init__(**kwargs)
         if "none" not in primitives:
             raise ValueError(f"primitives must contain 'none', got {list(primitives)}")
@@ -179,6 +198,16 @@ class SearchNetwork(CheckpointCollections, keras.Model):
                                          multiplier, self.primitives, sync_bn,
                                          name=f"cell_{i}"))
             reduction_prev = reduction
+        if trace_sharing not in TRACE_SHARING:
+            raise ValueError(f"trace_sharing must be one of {TRACE_SHARING}, "
+                             f"got {trace_sharing!r}")
+        self.trace_sharing = "off" if sync_bn else trace_sharing
+        if self.trace_sharing != "off":
+            # Not tracked by Keras: a cache of traced functions, not a layer.
+            self.__dict__["shared_traces"] = SharedTraces(inline=self.trace_sharing == "inline")
+            for cell in self.cells:
+                for edge in cell.edges:
+                    edge.__dict__["_shared_traces"] = self.shared_traces
         self.global_pooling = keras.layers.GlobalAveragePooling2D()
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
         shape = (genotypes.num_edges(steps), len(self.primitives))
@@ -243,4 +272,5 @@ class SearchNetwork(CheckpointCollections, keras.Model):
             "sync_bn": self.sync_bn,
             "alpha_init_scale": self.alpha_init_scale,
             "seed": self.seed,
+            "trace_sharing": self.trace_sharing,
         }

@@ -36,6 +36,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from autonet_tf.models.shared_traces import frozen_weights
 from autonet_tf.training import precision
 
 def all_reduce_sum(values: list) -> list:
@@ -86,6 +87,9 @@ class StatelessGradients:
         self.batch_loss = batch_loss
         self._fn = (tf.function(self._compute, jit_compile=jit_compile, autograph=False)
                     if traced_once else self._compute)
+        self._fn_alphas = (tf.function(self._compute_alphas, jit_compile=jit_compile,
+                                       autograph=False)
+                           if traced_once else self._compute_alphas)
 
     def loss(self, weights, alphas, batch, non_trainable=None):
         """(loss, outputs, updated non-trainable values) at the given tensors."""
@@ -115,11 +119,24 @@ class StatelessGradients:
         return (loss, precision.unscale(g_w, loss_scale), precision.unscale(g_a, loss_scale),
                 outputs, updated)
 
-    def __call__(self, weights, alphas, batch, loss_scale=None):
-        """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients."""
+    def _compute_alphas(self, weights, alphas, batch, non_trainable, loss_scale):
+        """As ``_compute`` without the weight gradients (returned as None)."""
+        with tf.GradientTape() as tape, frozen_weights():
+            tape.watch(alphas)
+            loss, outputs, updated = self.loss(weights, alphas, batch, non_trainable)
+            scaled = precision.scale_loss(loss, loss_scale)
+        g_a = tape.gradient(scaled, alphas, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return loss, None, precision.unscale(g_a, loss_scale), outputs, updated
+
+    def __call__(self, weights, alphas, batch, loss_scale=None, weight_gradients=True):
+        """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients.
+
+        ``weight_gradients=False``: the weight gradients are not computed (None).
+        """
         non_trainable = [tf.convert_to_tensor(v.value)
                          for v in self.model.non_trainable_variables]
-        return self._fn(list(weights), list(alphas), batch, non_trainable, loss_scale)
+        fn = self._fn if weight_gradients else self._fn_alphas
+        return fn(list(weights), list(alphas), batch, non_trainable, loss_scale)
 
 
 class Architect:
@@ -180,7 +197,8 @@ class Architect:
         weights, alphas = self.values()
         scale = self.loss_scale()
         if self.order == "first":
-            loss, _, g_alpha, outputs, _ = self.grads(weights, alphas, val_batch, scale)
+            loss, _, g_alpha, outputs, _ = self.grads(weights, alphas, val_batch, scale,
+                                                      weight_gradients=False)
             return loss, all_reduce_sum(g_alpha), outputs
         lr = tf.convert_to_tensor(self.weight_optimizer.learning_rate)
         _, g_train, _, _, _ = self.grads(weights, alphas, train_batch, scale)
@@ -208,7 +226,9 @@ class Architect:
         radius = self.epsilon / tf.maximum(norm, 1e-12)
         plus = [w + tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]
         minus = [w - tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]
-        _, _, g_plus, _, _ = self.grads(plus, alphas, train_batch, loss_scale)
-        _, _, g_minus, _, _ = self.grads(minus, alphas, train_batch, loss_scale)
+        _, _, g_plus, _, _ = self.grads(plus, alphas, train_batch, loss_scale,
+                                        weight_gradients=False)
+        _, _, g_minus, _, _ = self.grads(minus, alphas, train_batch, loss_scale,
+                                         weight_gradients=False)
         g_plus, g_minus = all_reduce_sum(g_plus), all_reduce_sum(g_minus)
         return [(p - m) / tf.cast(2.0 * radius, p.dtype) for p, m in zip(g_plus, g_minus)]

@@ -87,7 +87,7 @@ class SearchTrainer(SearchCommon, EpochLoop):
                 config.multiplier, config.stem_multiplier,
                 sync_bn=config.sync_batchnorm and self.replicas > 1,
                 alpha_init_scale=config.alpha_init_scale, seed=config.seed,
-                name="search_network")
+                trace_sharing=config.trace_sharing, name="search_network")
             self.model(tf.zeros((1,) + dataset.input_shape), training=False)
             self._init_optimizers(config, config.momentum)
         if config.jit_compile and self.model.sync_bn:
