@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import textwrap
 
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
@@ -103,6 +104,41 @@ def _parse_flags(argv):
         fail(str(e).splitlines()[0])
 
 
+# Start-up lines TensorFlow's C++ runtime writes on every CPU-only start, before
+# TF_CPP_MIN_LOG_LEVEL takes effect; they say nothing a user can act on.
+_STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+    "cudart_stub.cc", "cuda_platform.cc", "failed call to cuInit", "cpu_feature_guard.cc",
+    "To enable the following instructions", "Could not find cuda drivers",
+    "Unable to register cu", "computation_placer.cc", "cuda_dnn.cc", "cuda_fft.cc",
+    "cuda_blas.cc", "TF-TRT Warning")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow (and probes its devices) with the start-up noise filtered out.
+
+    Anything else TensorFlow writes to stderr meanwhile is passed on. Skipped
+    when the user sets TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0" or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # the CUDA probe
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        for line in captured.read().decode("utf-8", "replace").splitlines():
+            if line.strip() and not any(noise in line for noise in _STARTUP_NOISE):
+                print(line, file=sys.stderr)
+
+
 def run(main) -> None:
     """``absl.app.run`` with one-line errors and exit code 2 for bad input."""
 
@@ -110,6 +146,7 @@ def run(main) -> None:
         if len(argv) > 1:
             fail(f"unexpected positional arguments {argv[1:]}; all options are --flags")
         _check_path_flags()
+        _import_tensorflow_quietly()
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines
         try:

@@ -143,6 +143,9 @@ class SearchConfig(RuntimeConfig):
     arch_beta_1: float = 0.5  # architect.py Adam betas
     arch_beta_2: float = 0.999
     arch_weight_decay: float = 1e-3  # train_search.py --arch_weight_decay
+    # Epochs that train only the weights before the alphas move (0 = the
+    # reference; later DARTS variants such as PC-DARTS warm up for 15).
+    arch_warmup_epochs: int = 0
     alpha_init_scale: float = 1e-3  # model_search.py: 1e-3 * randn
     unrolled_epsilon: float = 0.01  # architect.py: R = 0.01 / ||v||
     seed: int = 2  # train_search.py --seed
@@ -156,6 +159,9 @@ class SearchConfig(RuntimeConfig):
         _validate_architect(self)
         _check(self.trace_sharing in ("inline", "call", "off"), "trace_sharing",
                self.trace_sharing, "one of inline, call, off")
+        _check(isinstance(self.arch_warmup_epochs, int) and
+               0 <= self.arch_warmup_epochs < max(self.epochs, 1), "arch_warmup_epochs",
+               self.arch_warmup_epochs, f"an integer in [0, --epochs) (--epochs={self.epochs})")
         for name in ("epochs", "batch_size", "layers", "init_channels", "steps",
                      "multiplier", "stem_multiplier", "checkpoint_every", "log_every"):
             _positive(name, getattr(self, name))

@@ -26,6 +26,7 @@ import os
 
 import tensorflow as tf
 
+from autonet_tf import progress
 from autonet_tf.configs import RNNSearchConfig, SearchConfig
 from autonet_tf.data import images, text
 from autonet_tf.distribute.strategy import create_strategy, is_chief
@@ -57,7 +58,9 @@ def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = N
         dataset = images.load(config.data, config.seed)
     if strategy is None:
         strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
-    trainer = SearchTrainer(config, dataset, strategy)  # validates sizes; writes nothing
+    with progress.note(f"Building the supernet ({config.layers} cells, C={config.init_channels})",
+                       enabled=config.progress and is_chief(strategy)):
+        trainer = SearchTrainer(config, dataset, strategy)  # validates sizes; writes nothing
     return _finish_search(config, trainer, strategy)
 
 

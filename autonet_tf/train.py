@@ -21,10 +21,11 @@ import os
 
 import tensorflow as tf
 
-from autonet_tf import export, lm_export
+from autonet_tf import export, lm_export, progress
 from autonet_tf.configs import RNNTrainConfig, TrainConfig
 from autonet_tf.data import images, text
 from autonet_tf.distribute.strategy import create_strategy
+from autonet_tf.distribute.strategy import is_chief as strategy_is_chief
 from autonet_tf.search_space.genotypes import Genotype, load_genotype
 from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype, load_recurrent_genotype
 from autonet_tf.training import run_dir
@@ -62,7 +63,10 @@ def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = Non
         dataset = images.load(config.data, config.seed)
     if strategy is None:
         strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
-    trainer = NetworkTrainer(config, genotype, dataset, strategy)  # validates; writes nothing
+    with progress.note(f"Building the network ({config.layers} cells, "
+                       f"C={config.init_channels})",
+                       enabled=config.progress and strategy_is_chief(strategy)):
+        trainer = NetworkTrainer(config, genotype, dataset, strategy)  # validates; writes nothing
     d = run_dir.prepare(config.model_dir)
     if trainer.chief:
         run_dir.write_json(os.path.join(d, "config.json"),
@@ -77,22 +81,32 @@ def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = Non
                    "parameters": trainer.parameters, "network": trainer.kind,
                    "epochs": config.epochs, "genotype": genotype.to_dict()}
         run_dir.write_json(os.path.join(d, "result.json"), summary)
-        if config.export:
-            export_dir = os.path.join(d, "export")
-            export.export_classifier(
-                trainer.export_model(), export_dir, input_shape=dataset.input_shape,
-                mean=dataset.mean, std=dataset.std, class_names=dataset.class_names,
-                tflite=config.tflite,
-                metadata={"genotype": genotype.to_dict(), "network": trainer.kind,
-                          "layers": config.layers, "init_channels": config.init_channels,
-                          "parameters": trainer.parameters, "dataset": config.data.dataset,
-                          # digits and image folders are split by this seed
-                          "split_seed": config.seed,
-                          "test_fraction": config.data.test_fraction,
-                          "test_accuracy": metrics["accuracy"],
-                          "test_loss": metrics["loss"], "epochs": config.epochs})
+        export_dir = os.path.join(d, "export") if config.export else None
+        if export_dir and not _keep_export(trainer, export_dir):
+            with progress.note(f"Exporting SavedModel{' and TFLite' if config.tflite else ''} "
+                               f"to {export_dir}"):
+                export.export_classifier(
+                    trainer.export_model(), export_dir, input_shape=dataset.input_shape,
+                    mean=dataset.mean, std=dataset.std, class_names=dataset.class_names,
+                    tflite=config.tflite,
+                    metadata={"genotype": genotype.to_dict(), "network": trainer.kind,
+                              "layers": config.layers, "init_channels": config.init_channels,
+                              "parameters": trainer.parameters, "dataset": config.data.dataset,
+                              # digits and image folders are split by this seed
+                              "split_seed": config.seed,
+                              "test_fraction": config.data.test_fraction,
+                              "test_accuracy": metrics["accuracy"],
+                              "test_loss": metrics["loss"], "epochs": config.epochs})
     return TrainResult(config.model_dir, genotype, trainer.parameters, metrics["loss"],
                        metrics["accuracy"], export_dir, trainer, getattr(trainer, "history", []))
+
+
+def _keep_export(trainer, export_dir: str) -> bool:
+    """A rerun of a finished run keeps the export it already wrote."""
+    if getattr(trainer, "already_complete", False) and os.path.isdir(export_dir):
+        print(f"Export kept: {export_dir} (delete it to export again)", flush=True)
+        return True
+    return False
 
 
 @dataclasses.dataclass
@@ -139,12 +153,13 @@ def run_rnn_train(config: RNNTrainConfig, strategy: tf.distribute.Strategy | Non
                    "vocab_size": corpus.vocab_size, "averaged_sgd": trainer.averaging,
                    "genotype": genotype.to_dict()}
         run_dir.write_json(os.path.join(d, "result.json"), summary)
-        if config.export:
-            export_dir = os.path.join(d, "export")
-            lm_export.export_language_model(
-                trainer.export_model(), export_dir, vocab=corpus.vocab,
-                metadata={"genotype": genotype.to_dict(), "dataset": config.data.dataset,
-                          "parameters": trainer.parameters, "emsize": config.emsize,
-                          "bptt": config.bptt, **metrics})
+        export_dir = os.path.join(d, "export") if config.export else None
+        if export_dir and not _keep_export(trainer, export_dir):
+            with progress.note(f"Exporting SavedModel to {export_dir}"):
+                lm_export.export_language_model(
+                    trainer.export_model(), export_dir, vocab=corpus.vocab,
+                    metadata={"genotype": genotype.to_dict(), "dataset": config.data.dataset,
+                              "parameters": trainer.parameters, "emsize": config.emsize,
+                              "bptt": config.bptt, **metrics})
     return RNNTrainResult(config.model_dir, genotype, trainer.parameters, metrics, export_dir,
                           trainer, getattr(trainer, "history", []))

@@ -26,7 +26,10 @@ from conftest import ROOT
 # One cell node and a 2-cell supernet: every BatchNorm is a cross-worker
 # all-reduce, so the supernet is kept small for the suite.
 TINY = dict(batch_size=16, layers=2, init_channels=4, steps=1, multiplier=1)
-TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()] + ["--noretrain", "--progress=false"]
+# The digits preset's architecture rate is set explicitly to the config default,
+# which the in-process reference uses.
+TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()] + [
+    "--noretrain", "--progress=false", f"--arch_learning_rate={SearchConfig.arch_learning_rate}"]
 
 
 def _free_ports(count):

@@ -95,6 +95,12 @@ def test_killed_search_resumes_from_its_checkpoint(tmp_path):
     assert "Resuming from checkpoint" in resumed.stdout
     assert "Epoch 1/3" not in resumed.stdout
     _assert_run_dir(d, 3)
+    # A finished run says so and trains nothing.
+    again = run_bin("search.py", f"--model_dir={d}", "--epochs=3", *ONE_NODE)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Already complete" in again.stdout and "Resuming" not in again.stdout
+    assert "Epoch " not in again.stdout
+    assert "I0000" not in again.stderr and "cuInit" not in again.stderr  # start-up noise
 
 
 def test_search_on_tfds_mock_cifar10(tmp_path):

@@ -13,7 +13,7 @@ Losses are per-replica shares of the global-batch mean
 replicas before it is used, so one device and N replicas compute the same
 numbers for the same global batch.
 
-Second order (reference ``architect.py``, DESIGN.md section 3):
+Second order (reference ``architect.py``):
 
 1. ``w' = w - xi * (momentum * buf + grad_w L_train(w, a) + wd * w)``,
    ``xi`` = the current weight learning rate.
@@ -87,9 +87,14 @@ class StatelessGradients:
         self.batch_loss = batch_loss
         self._fn = (tf.function(self._compute, jit_compile=jit_compile, autograph=False)
                     if traced_once else self._compute)
-        self._fn_alphas = (tf.function(self._compute_alphas, jit_compile=jit_compile,
-                                       autograph=False)
-                           if traced_once else self._compute_alphas)
+        # Only edges kept as calls need to be told to skip their weight
+        # gradients; inlined graphs are pruned by Grappler, and a second
+        # traced variant would only lengthen the first step.
+        self._fn_alphas = self._fn
+        if getattr(model, "trace_sharing", None) == "call":
+            self._fn_alphas = (tf.function(self._compute_alphas, jit_compile=jit_compile,
+                                           autograph=False)
+                               if traced_once else self._compute_alphas)
 
     def loss(self, weights, alphas, batch, non_trainable=None):
         """(loss, outputs, updated non-trainable values) at the given tensors."""
@@ -131,7 +136,8 @@ class StatelessGradients:
     def __call__(self, weights, alphas, batch, loss_scale=None, weight_gradients=True):
         """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients.
 
-        ``weight_gradients=False``: the weight gradients are not computed (None).
+        ``weight_gradients=False``: the caller does not use the weight
+        gradients (they may be None, or pruned from the graph).
         """
         non_trainable = [tf.convert_to_tensor(v.value)
                          for v in self.model.non_trainable_variables]

@@ -30,6 +30,7 @@ import time
 import keras
 import tensorflow as tf
 
+from autonet_tf import progress
 from autonet_tf.data import pipeline
 from autonet_tf.distribute.strategy import is_chief
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
@@ -307,7 +308,13 @@ class EpochLoop:
 
     def _run_epochs(self) -> list[dict]:
         start_epoch, start_step = self.start_position
-        if (start_epoch, start_step) != (0, 0):
+        self.already_complete = start_epoch >= self.epochs
+        if self.already_complete:
+            if self.chief:
+                print(f"Already complete: the {self.epochs} epochs of {self.model_dir} are "
+                      f"done (ask for more --epochs, or use a new --model_dir, to train more)",
+                      flush=True)
+        elif (start_epoch, start_step) != (0, 0):
             log.info("Resuming from epoch %d, step %d (%s)", start_epoch, start_step,
                      self.manager.latest_checkpoint)
             if self.chief:
@@ -315,6 +322,7 @@ class EpochLoop:
                       flush=True)
         history = self._read_history(start_epoch) if self.chief else []
         averaged = ("loss",) + tuple(self.extra_metrics)
+        first_step = True
         short = {"accuracy": "acc", "perplexity": "ppl"}[self.metric]
         for epoch in range(start_epoch, self.epochs):
             settings = self.begin_epoch(epoch)
@@ -336,7 +344,12 @@ class EpochLoop:
                     # means "step not run yet", as for the periodic saves.
                     self.preemption.save_checkpoint_if_preempted(
                         checkpoint_number=self._position(epoch, step))
-                out = {k: float(v) for k, v in self.train_step(*iterators).items()}
+                new = first_step or self.next_step_is_new()
+                with progress.note("  building the step graph (once; minutes for large "
+                                   "networks on a CPU)",
+                                   enabled=new and self.chief and self.progress):
+                    out = {k: float(v) for k, v in self.train_step(*iterators).items()}
+                first_step = False
                 bad = [k for k in averaged if k.endswith("loss") and not math.isfinite(out[k])]
                 if bad:
                     raise TrainingDiverged(
@@ -393,6 +406,10 @@ class EpochLoop:
 
     def epoch_iterators(self, epoch: int, skip: int) -> tuple:
         raise NotImplementedError
+
+    def next_step_is_new(self) -> bool:
+        """Whether the next ``train_step`` call traces a new graph (besides the first)."""
+        return False
 
     def end_epoch(self, epoch: int, global_step: int) -> dict:
         """Returns at least ``val_loss`` and ``val_<metric>``."""

@@ -20,6 +20,29 @@ from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training.precision import loss_scale, loss_scaled
 
 
+def alpha_decidedness(alphas: dict) -> dict:
+    """How decided each cell's softmaxed alphas are, as history fields.
+
+    ``alpha_entropy_<cell>``: mean entropy of an edge's op weights divided by
+    log(#ops): 1.0 is uniform (undecided), 0.0 one op per edge.
+    ``alpha_margin_<cell>``: mean gap between the best and second-best op of
+    an edge, 'none' left out as in the genotype derivation: 0.0 means a tie.
+    """
+    names = list(alphas["primitives"])
+    keep = [k for k, p in enumerate(names) if p != "none"]
+    out = {}
+    for cell, rows in alphas.items():
+        if cell == "primitives":
+            continue
+        p = np.asarray(rows, np.float64)
+        entropy = -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=1) / np.log(p.shape[1])
+        best = np.sort(p[:, keep], axis=1)
+        margin = best[:, -1] - best[:, -2] if len(keep) > 1 else best[:, -1]
+        out[f"alpha_entropy_{cell}"] = round(float(entropy.mean()), 6)
+        out[f"alpha_margin_{cell}"] = round(float(margin.mean()), 6)
+    return out
+
+
 class SearchCommon:
     """Both optimizers, per-epoch genotype/alpha files, alpha summaries, ``search()``.
 
@@ -45,27 +68,35 @@ class SearchCommon:
 
     def end_epoch(self, epoch: int, global_step: int) -> dict:
         record = self.validate(epoch)
+        record.update(alpha_decidedness(self.softmax_alphas()))
         if self.chief:
-            self.log_alphas(global_step)
+            self.log_alphas(global_step, record)
         return {**record, "genotype": self.model.genotype().to_dict()}
 
     def describe_epoch(self, record: dict) -> str:
         return f"{super().describe_epoch(record)} | genotype {self.model.genotype()}"
 
-    def log_alphas(self, step: int) -> None:
-        """TensorBoard: mean weight of every op per cell and an alpha heat map per cell."""
+    def log_alphas(self, step: int, record: dict | None = None) -> None:
+        """TensorBoard: op weights, how decided each cell is, an alpha heat map per cell."""
         alphas = self.softmax_alphas()
         with self.writer("train").as_default(step=step):
             tf.summary.scalar("arch_learning_rate",
                               float(keras.ops.convert_to_numpy(self.arch_optimizer.learning_rate)))
+            for key, value in (record or {}).items():
+                if key.startswith(("alpha_entropy_", "alpha_margin_")):
+                    kind, cell = key[len("alpha_"):].split("_", 1)
+                    tf.summary.scalar(f"decided_{cell}/{kind}", value)
             for cell, rows in alphas.items():
                 if cell == "primitives":
                     continue
                 weights = np.asarray(rows)
                 for k, op in enumerate(alphas["primitives"]):
                     tf.summary.scalar(f"alpha_{cell}/{op}", float(weights[:, k].mean()))
-                # Heat map: one row per edge, one column per op, upscaled 8x.
-                scaled = weights / max(weights.max(), 1e-12)
+                # Heat map: one row per edge, one column per op, upscaled 8x;
+                # stretched from the smallest to the largest weight, so the
+                # small differences of an early search are visible.
+                low, high = weights.min(), weights.max()
+                scaled = (weights - low) / max(high - low, 1e-12)
                 image = np.kron(scaled, np.ones((8, 8)))[None, :, :, None]
                 tf.summary.image(f"alphas_{cell}", image.astype(np.float32))
 

@@ -105,7 +105,10 @@ class SearchTrainer(SearchCommon, EpochLoop):
                         config.checkpoint_every, config.log_every, config.progress,
                         model=self.model, weight_optimizer=self.weight_optimizer,
                         arch_optimizer=self.arch_optimizer)
-        self.train_step = tf.function(self._train_step, autograph=False)
+        self._full_step = tf.function(self._train_step, autograph=False)
+        self._weight_step = tf.function(self._train_weights_step, autograph=False)
+        self.warming_up = False
+        self._traced = set()
         self.eval_step = self.make_eval_step(self.model)
 
     # ------------------------------------------------------------------ steps
@@ -123,24 +126,46 @@ class SearchTrainer(SearchCommon, EpochLoop):
             arch_grads = [g + cfg.arch_weight_decay * tf.convert_to_tensor(a.value)
                           for g, a in zip(arch_grads, self.arch_variables)]
         apply_summed(self.arch_optimizer, arch_grads, self.arch_variables, self.replicas)
+        return {**self._weight_replica_step(train_batch), "arch_loss": val_loss}
 
-        # Weight step: the same traced pass, at the updated alphas; it is the
-        # only pass whose BatchNorm statistics are kept.
+    def _train_step(self, train_iterator, val_iterator):
+        return self.reduce_sum(self.strategy.run(
+            self._replica_step, args=(next(train_iterator), next(val_iterator))))
+
+    def _weight_replica_step(self, train_batch):
+        """The weight step, at the current alphas (alone during the architecture warm-up).
+
+        The same traced pass as the architecture step's; it is the only pass
+        whose BatchNorm statistics are kept.
+        """
         weights, alphas = self.architect.values()
         loss, grads, _, logits, state = self.gradients(weights, alphas, train_batch,
                                                        loss_scale(self.weight_optimizer))
         for variable, value in zip(self.model.non_trainable_variables, state):
             variable.assign(value)
         grads = all_reduce_sum(grads)
-        grads, norm = tf.clip_by_global_norm(grads, cfg.grad_clip)
+        grads, norm = tf.clip_by_global_norm(grads, self.config.grad_clip)
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
-        return {"loss": loss, "arch_loss": val_loss,
+        return {"loss": loss, "arch_loss": tf.zeros_like(loss),
                 "correct": count_correct(train_batch[1], logits),
                 **precision.norm_metrics(norm, self.weight_optimizer, self.replicas)}
 
-    def _train_step(self, train_iterator, val_iterator):
-        return self.reduce_sum(self.strategy.run(
-            self._replica_step, args=(next(train_iterator), next(val_iterator))))
+    def _train_weights_step(self, train_iterator, val_iterator):
+        next(val_iterator)  # consumed as in a full step: batch order does not depend on it
+        return self.reduce_sum(self.strategy.run(self._weight_replica_step,
+                                                 args=(next(train_iterator),)))
+
+    def _current_step(self):
+        return self._weight_step if self.warming_up else self._full_step
+
+    def train_step(self, train_iterator, val_iterator) -> dict:
+        """One iteration: architecture step then weight step (weights only in warm-up)."""
+        step = self._current_step()
+        self._traced.add(step)
+        return step(train_iterator, val_iterator)
+
+    def next_step_is_new(self) -> bool:
+        return self._current_step() not in self._traced
 
     # ------------------------------------------------------------------- data
     def _batches(self, indices, epoch, skip=0, shuffle=True, drop_remainder=True, salt=0):
@@ -173,6 +198,9 @@ class SearchTrainer(SearchCommon, EpochLoop):
         cfg = self.config
         lr = cosine_learning_rate(epoch, cfg.epochs, cfg.learning_rate, cfg.learning_rate_min)
         self.weight_optimizer.learning_rate.assign(lr)
+        self.warming_up = epoch < cfg.arch_warmup_epochs
+        if self.warming_up:
+            return {"learning_rate": lr, "arch_warmup": 1}
         return {"learning_rate": lr}
 
     def validate(self, epoch: int) -> dict:

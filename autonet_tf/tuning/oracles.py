@@ -1,7 +1,7 @@
 """Oracles: weighted random with fixed two-point initialisation, and KerasTuner's baselines.
 
-:class:`WeightedRandomOracle` implements DESIGN.md section 4 on top of
-KerasTuner's ``Oracle`` (its trial bookkeeping, retries, state saving and
+:class:`WeightedRandomOracle` implements weighted random search (fixed
+two-point initialisation) on top of KerasTuner's ``Oracle`` (its trial bookkeeping, retries, state saving and
 distributed chief/worker mode are reused as they are):
 
 1. The first two trials sit at 1/3 and 2/3 of the diagonal of the unit cube
@@ -83,7 +83,7 @@ def next_point(b1, b2, v1, v2, direction: str, rng: np.random.Generator):
 
 
 class WeightedRandomOracle(kt.Oracle):
-    """DESIGN.md section 4 as a KerasTuner oracle; see the module docstring.
+    """Weighted random search as a KerasTuner oracle; see the module docstring.
 
     Args:
       space: the :class:`Space` (its axes define the unit cube).

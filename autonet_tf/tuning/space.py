@@ -16,7 +16,7 @@ sit beside it)::
 Types: ``float`` and ``int`` (``min``, ``max``, optional ``log`` and
 ``step``), ``choice`` (an ordered list of ``values``), ``fixed`` (``value``).
 Every non-fixed parameter is one axis of the unit cube [0, 1]^N: floats and
-ints linearly or logarithmically, choices by index (DESIGN.md section 4).
+ints linearly or logarithmically, choices by index.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ and records. Built in (``trial:`` in the space file or ``--trial``):
 * ``mlp``: an MLP on tabular data (iris from scikit-learn by default);
   parameters ``layers``, ``units``, ``dropout``, ``learning_rate``,
   ``batch_size`` (all optional).
-* ``simple_cnn``: the random-search NAS baseline of DESIGN.md section 5
+* ``simple_cnn``: the random-search NAS baseline (a simple CNN space)
   (``conv_layers`` blocks of Conv 3x3/32/ReLU/MaxPool 2, optional
   ``dropout``, Dense(``numhidden``), Dense(classes)) on any image dataset the
   project reads; 70/30 train/validation split of the training images.
