@@ -165,7 +165,7 @@ def run(main) -> None:
 
 #: string flags that name a file or directory: given, they may not be empty
 PATH_FLAGS = ("model_dir", "data_dir", "output_dir", "directory", "saved_model", "output",
-              "genotype", "space", "dataset", "config_file")
+              "genotype", "space", "dataset")
 
 
 def _check_path_flags() -> None:

@@ -16,6 +16,8 @@ from typing import Any
 from autonet_tf.errors import UserInputError
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+#: how the supernet's edges are traced (models.cnn_search.SearchNetwork)
+TRACE_SHARING = ("inline", "call", "off")
 
 
 def _check(condition: bool, name: str, value: Any, expected: str) -> None:
@@ -157,8 +159,8 @@ class SearchConfig(RuntimeConfig):
     def validate(self) -> None:
         self.data.validate()
         _validate_architect(self)
-        _check(self.trace_sharing in ("inline", "call", "off"), "trace_sharing",
-               self.trace_sharing, "one of inline, call, off")
+        _check(self.trace_sharing in TRACE_SHARING, "trace_sharing",
+               self.trace_sharing, f"one of {', '.join(TRACE_SHARING)}")
         _check(isinstance(self.arch_warmup_epochs, int) and
                0 <= self.arch_warmup_epochs < max(self.epochs, 1), "arch_warmup_epochs",
                self.arch_warmup_epochs, f"an integer in [0, --epochs) (--epochs={self.epochs})")

@@ -17,6 +17,7 @@ the checkpoint's object graph.
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 _Trackable = tf.__internal__.tracking.Trackable
@@ -61,6 +62,12 @@ class CheckpointCollections:
         return children
 
 
+def checkpoint_variables(root) -> list:
+    """Every variable (Keras or TensorFlow) in ``root``'s checkpoint object graph."""
+    return [d for d in tf.train.TrackableView(root).descendants()
+            if isinstance(d, (tf.Variable, keras.Variable))]
+
+
 def unreachable_variables(root, objects) -> list[str]:
     """Paths of the variables of ``objects`` that ``root``'s checkpoint would not hold.
 
@@ -69,7 +76,7 @@ def unreachable_variables(root, objects) -> list[str]:
       objects: models, optimizers and other objects with a ``variables``
         attribute (a list of Keras or TensorFlow variables).
     """
-    reachable = {id(d) for d in tf.train.TrackableView(root).descendants()}
+    reachable = {id(v) for v in checkpoint_variables(root)}
     missing = []
     for obj in objects:
         for v in getattr(obj, "variables", ()) or ():

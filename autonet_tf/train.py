@@ -24,8 +24,7 @@ import tensorflow as tf
 from autonet_tf import export, lm_export, progress
 from autonet_tf.configs import RNNTrainConfig, TrainConfig
 from autonet_tf.data import images, text
-from autonet_tf.distribute.strategy import create_strategy
-from autonet_tf.distribute.strategy import is_chief as strategy_is_chief
+from autonet_tf.distribute.strategy import create_strategy, is_chief
 from autonet_tf.search_space.genotypes import Genotype, load_genotype
 from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype, load_recurrent_genotype
 from autonet_tf.training import run_dir
@@ -65,7 +64,7 @@ def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = Non
         strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
     with progress.note(f"Building the network ({config.layers} cells, "
                        f"C={config.init_channels})",
-                       enabled=config.progress and strategy_is_chief(strategy)):
+                       enabled=config.progress and is_chief(strategy)):
         trainer = NetworkTrainer(config, genotype, dataset, strategy)  # validates; writes nothing
     d = run_dir.prepare(config.model_dir)
     if trainer.chief:

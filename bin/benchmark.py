@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from autonet_tf import cli  # noqa: E402
+from autonet_tf.configs import TRACE_SHARING  # noqa: E402
 
 flags.DEFINE_enum("mode", "search", ["search", "train", "rnn_search", "rnn_train"],
                   "What to time.")
@@ -61,7 +62,7 @@ flags.DEFINE_float("baseline_s", None, "A median seconds-per-iteration to compar
                    "from another commit on the same machine); the line then has 'speedup'.")
 flags.DEFINE_float("baseline_first_s", None, "A first-iteration time to compare with; the line "
                    "then has 'first_iteration_speedup'.")
-flags.DEFINE_enum("trace_sharing", "inline", ["inline", "call", "off"],
+flags.DEFINE_enum("trace_sharing", "inline", list(TRACE_SHARING),
                   "Search: how the supernet's edges are traced (see bin/search.py).")
 FLAGS = flags.FLAGS
 

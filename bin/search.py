@@ -28,7 +28,7 @@ from absl import flags  # noqa: E402
 
 from autonet_tf import cli  # noqa: E402
 from autonet_tf import cli_flags  # noqa: E402
-from autonet_tf.configs import SearchConfig  # noqa: E402
+from autonet_tf.configs import TRACE_SHARING, SearchConfig  # noqa: E402
 
 _D = SearchConfig()
 flags.DEFINE_enum("model", "cnn", ["cnn", "rnn"],
@@ -55,7 +55,7 @@ flags.DEFINE_integer("arch_warmup_epochs", _D.arch_warmup_epochs,
                      "Epochs that train only the weights before the alphas start to move "
                      "(0: the paper's search).")
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
-flags.DEFINE_enum("trace_sharing", _D.trace_sharing, ["inline", "call", "off"],
+flags.DEFINE_enum("trace_sharing", _D.trace_sharing, list(TRACE_SHARING),
                   "How the supernet's edges are traced: 'inline' traces each distinct edge "
                   "once and inlines it (default); 'call' keeps one call per edge (shortest "
                   "first step, slower steps: for short runs); 'off' traces every edge.")

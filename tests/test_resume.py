@@ -10,10 +10,8 @@ evaluation with the uninterrupted run.
 
 import os
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from autonet_tf import export
 from autonet_tf.configs import DataConfig, RNNSearchConfig, RNNTrainConfig, SearchConfig, TrainConfig
@@ -24,6 +22,7 @@ from autonet_tf.search_space.genotypes import DARTS_V2
 from autonet_tf.training.network_trainer import NetworkTrainer
 from autonet_tf.training.rnn_search_trainer import RNNSearchTrainer
 from autonet_tf.training.rnn_trainer import RNNTrainer
+from autonet_tf.tracking import checkpoint_variables
 from autonet_tf.training.search_trainer import SearchTrainer
 
 # 3 steps per epoch, 2 epochs, a checkpoint after every step; the stop comes
@@ -52,11 +51,8 @@ def _stop_after(trainer, steps: int) -> None:
 def _state(trainer) -> list[tuple[str, np.ndarray]]:
     """(kind, value) of every variable in the trainer's checkpoint but the save counter."""
     counter = trainer.checkpoint.save_counter
-    out = []
-    for d in tf.train.TrackableView(trainer.checkpoint).descendants():
-        if isinstance(d, (tf.Variable, keras.Variable)) and d is not counter:
-            out.append((getattr(d, "path", None) or d.name, np.asarray(d.numpy())))
-    return out
+    return [(getattr(v, "path", None) or v.name, np.asarray(v.numpy()))
+            for v in checkpoint_variables(trainer.checkpoint) if v is not counter]
 
 
 def _compare_with_resumed(make, run, tmp_path):

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from autonet_tf.configs import TRACE_SHARING
 from autonet_tf.models.shared_traces import SharedTraces
 from autonet_tf.search_space import genotypes
 from autonet_tf.search_space.ops import batch_norm, cell_preprocessing, make_op
@@ -128,10 +129,6 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
                       multiplier=self.multiplier, primitives=list(self.primitives),
                       sync_bn=self.sync_bn)
         return config
-
-
-#: how edges are traced: see SearchNetwork's trace_sharing
-TRACE_SHARING = ("inline", "call", "off")
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:

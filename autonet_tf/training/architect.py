@@ -32,6 +32,8 @@ the result is the derivative of the virtual step that is taken.)
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Callable
 
 import tensorflow as tf
@@ -85,16 +87,17 @@ class StatelessGradients:
         self._order = [slots[id(v)] for v in model.trainable_variables]
         self.model = model
         self.batch_loss = batch_loss
-        self._fn = (tf.function(self._compute, jit_compile=jit_compile, autograph=False)
-                    if traced_once else self._compute)
+        def traced(weight_gradients):
+            fn = functools.partial(self._compute, weight_gradients=weight_gradients)
+            return (tf.function(fn, jit_compile=jit_compile, autograph=False)
+                    if traced_once else fn)
+
+        self._fn = self._fn_alphas = traced(True)
         # Only edges kept as calls need to be told to skip their weight
         # gradients; inlined graphs are pruned by Grappler, and a second
         # traced variant would only lengthen the first step.
-        self._fn_alphas = self._fn
         if getattr(model, "trace_sharing", None) == "call":
-            self._fn_alphas = (tf.function(self._compute_alphas, jit_compile=jit_compile,
-                                           autograph=False)
-                               if traced_once else self._compute_alphas)
+            self._fn_alphas = traced(False)
 
     def loss(self, weights, alphas, batch, non_trainable=None):
         """(loss, outputs, updated non-trainable values) at the given tensors."""
@@ -113,25 +116,20 @@ class StatelessGradients:
         loss, outputs = self.batch_loss(call, batch)
         return loss, outputs, updated
 
-    def _compute(self, weights, alphas, batch, non_trainable, loss_scale):
-        with tf.GradientTape() as tape:
-            tape.watch(weights)
-            tape.watch(alphas)
+    def _compute(self, weights, alphas, batch, non_trainable, loss_scale,
+                 weight_gradients=True):
+        """Loss, gradients, outputs and updated state; without weight gradients (None)
+        the pass runs under ``frozen_weights()`` so called edges skip them too."""
+        frozen = contextlib.nullcontext() if weight_gradients else frozen_weights()
+        sources = (weights, alphas) if weight_gradients else ((), alphas)
+        with tf.GradientTape() as tape, frozen:
+            tape.watch(sources)
             loss, outputs, updated = self.loss(weights, alphas, batch, non_trainable)
             scaled = precision.scale_loss(loss, loss_scale)
-        g_w, g_a = tape.gradient(scaled, (weights, alphas),
+        g_w, g_a = tape.gradient(scaled, sources,
                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return (loss, precision.unscale(g_w, loss_scale), precision.unscale(g_a, loss_scale),
-                outputs, updated)
-
-    def _compute_alphas(self, weights, alphas, batch, non_trainable, loss_scale):
-        """As ``_compute`` without the weight gradients (returned as None)."""
-        with tf.GradientTape() as tape, frozen_weights():
-            tape.watch(alphas)
-            loss, outputs, updated = self.loss(weights, alphas, batch, non_trainable)
-            scaled = precision.scale_loss(loss, loss_scale)
-        g_a = tape.gradient(scaled, alphas, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return loss, None, precision.unscale(g_a, loss_scale), outputs, updated
+        g_w = precision.unscale(g_w, loss_scale) if weight_gradients else None
+        return loss, g_w, precision.unscale(g_a, loss_scale), outputs, updated
 
     def __call__(self, weights, alphas, batch, loss_scale=None, weight_gradients=True):
         """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients.

@@ -35,7 +35,7 @@ from autonet_tf.data import pipeline
 from autonet_tf.distribute.strategy import is_chief
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
 from autonet_tf.training import precision, run_dir
-from autonet_tf.tracking import unreachable_variables
+from autonet_tf.tracking import checkpoint_variables, unreachable_variables
 
 log = logging.getLogger("autonet_tf")
 
@@ -263,8 +263,7 @@ class EpochLoop:
                 status.expect_partial()  # no second complaint when it is collected
             saved = sum(1 for name, _ in tf.train.list_variables(path)
                         if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH"))
-            expected = sum(1 for d in tf.train.TrackableView(self.checkpoint).descendants()
-                           if isinstance(d, (tf.Variable, keras.Variable)))
+            expected = len(checkpoint_variables(self.checkpoint))
             raise UserInputError(
                 f"checkpoint {path} does not match this run's model: it holds {saved} "
                 f"values for {expected} variables (written by an incompatible version of "

@@ -108,7 +108,6 @@ class SearchTrainer(SearchCommon, EpochLoop):
         self._full_step = tf.function(self._train_step, autograph=False)
         self._weight_step = tf.function(self._train_weights_step, autograph=False)
         self.warming_up = False
-        self._traced = set()
         self.eval_step = self.make_eval_step(self.model)
 
     # ------------------------------------------------------------------ steps
@@ -160,12 +159,10 @@ class SearchTrainer(SearchCommon, EpochLoop):
 
     def train_step(self, train_iterator, val_iterator) -> dict:
         """One iteration: architecture step then weight step (weights only in warm-up)."""
-        step = self._current_step()
-        self._traced.add(step)
-        return step(train_iterator, val_iterator)
+        return self._current_step()(train_iterator, val_iterator)
 
     def next_step_is_new(self) -> bool:
-        return self._current_step() not in self._traced
+        return self._current_step().experimental_get_tracing_count() == 0
 
     # ------------------------------------------------------------------- data
     def _batches(self, indices, epoch, skip=0, shuffle=True, drop_remainder=True, salt=0):
