@@ -34,6 +34,9 @@ flags.DEFINE_string("space", "iris_mlp", "YAML space file, or iris_mlp, simple_c
                     "darts_search (shipped with the package).")
 flags.DEFINE_enum("oracle", "weighted_random", ["weighted_random", "random", "grid", "bayesian"],
                   "Search algorithm.")
+flags.DEFINE_float("exploration", None, "weighted_random only: share of trials drawn "
+                   "uniformly, and least margin (half of it) of the box around the two best "
+                   "points; 0: the plain algorithm (default 0.1).")
 flags.DEFINE_integer("max_trials", 10, "Number of trials.")
 flags.DEFINE_string("objective", None, "Metric to optimise, NAME[:min|max] (default: the "
                     "space's objective, else val_loss:min).")
@@ -124,7 +127,8 @@ def main(argv):
     if FLAGS.workers < 0:
         cli.fail(f"--workers={FLAGS.workers} is invalid: expected an integer >= 0")
     from autonet_tf.tuning import load_space
-    from autonet_tf.tuning.api import build_tuner, resolve_objective, summary_table
+    from autonet_tf.tuning.api import build_tuner, resolve_objective, result_of, summary_table
+    from autonet_tf.tuning.tuner import best_record
     from autonet_tf.tuning.space import builtin_space_path
 
     path = FLAGS.space
@@ -140,7 +144,8 @@ def main(argv):
         # Validate everything once in this process before starting others.
         build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
                     objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
-                    dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial)
+                    dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
+                    exploration=FLAGS.exploration)
         sys.exit(_spawn_local_cluster())  # the chief prints the summary
     else:
         if FLAGS.role:
@@ -152,20 +157,21 @@ def main(argv):
                 _wait_for_chief(FLAGS.chief_address, FLAGS.chief_port, FLAGS.chief_timeout)
         tuner = build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
                             objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
-                            dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial)
+                            dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
+                    exploration=FLAGS.exploration)
         tuner.search()
         if FLAGS.role == "worker":
             return
-    from autonet_tf.tuning.tuner import best_record, read_records
-
-    records = read_records(os.path.join(directory, "search"))
+        result = result_of(tuner)
     objective = resolve_objective(space, FLAGS.objective)
-    print(summary_table(records, objective.name))
-    best = best_record(records, objective.direction)
-    if best is not None:
+    print(summary_table(result.records, objective.name))
+    if result.best_hyperparameters is not None:
+        best = best_record(result.records, objective.direction)
         print(f"Best trial {best['trial_id']}: {objective.name}={best['objective']:.5g} "
               f"{best['hyperparameters']}")
-    print(f"Results: {os.path.join(directory, 'search')}")
+    print(f"Results: {result.directory}")
+    if result.stop_reason:
+        cli.fail(f"search stopped: {result.stop_reason}", code=1)
 
 
 if __name__ == "__main__":

@@ -115,10 +115,77 @@ def test_same_seed_same_sequence_also_across_a_resume(tmp_path):
     assert seq(other)[:2] == seq(whole)[:2] and seq(other)[2:] != seq(whole)[2:]
     d = resumed.directory
     assert {"trials.jsonl", "best_hyperparameters.json", "objective.png",
-            "accuracy.png"} <= set(os.listdir(d))
+            "val_accuracy.png"} <= set(os.listdir(d))
     assert len(os.listdir(os.path.join(d, "logs", "hparams"))) == 7
     record = json.loads(open(os.path.join(d, "trials.jsonl")).readline())
     assert record["epochs"]["val_loss"] == [pytest.approx(record["objective"] + 1.0)]
+
+
+# The plain algorithm's first eight points for seed 5 on SPACE and quadratic, as the
+# oracle drew them before exploration existed (rounded to 6 digits).
+PLAIN_SEQUENCE = [
+    (0.001, 1.0, 4, "tanh"), (0.01, 2.0, 7, "gelu"), (0.003726, 2.468792, 5, "tanh"),
+    (0.005611, 2.46579, 8, "gelu"), (0.004372, 2.297024, 8, "gelu"),
+    (0.004471, 2.407221, 8, "gelu"), (0.004494, 2.249926, 8, "gelu"),
+    (0.004966, 2.171421, 8, "gelu"),
+]
+
+
+def _sequence(result):
+    ordered = sorted(result.records, key=lambda r: int(r["trial_id"]))
+    return [(round(r["hyperparameters"]["lr"], 6), round(r["hyperparameters"]["width"], 6),
+             r["hyperparameters"]["units"], r["hyperparameters"]["act"]) for r in ordered]
+
+
+def test_exploration_zero_is_the_plain_algorithm_and_the_default_explores(tmp_path):
+    plain = tune(quadratic, SPACE, max_trials=8, directory=str(tmp_path / "plain"), seed=5,
+                 exploration=0)
+    assert _sequence(plain) == PLAIN_SEQUENCE
+    explored = tune(quadratic, SPACE, max_trials=8, directory=str(tmp_path / "default"),
+                    seed=5)
+    assert _sequence(explored)[:2] == PLAIN_SEQUENCE[:2]
+    assert _sequence(explored)[2:] != PLAIN_SEQUENCE[2:]
+
+
+def test_exploration_moves_axes_on_which_the_two_best_points_agree():
+    # b1 and b2 agree on the second axis: the plain box has no width there.
+    b1, b2 = [0.2, 0.5], [0.4, 0.5]
+    rng = np.random.default_rng(0)
+    plain = [sample_near(b1, b2, 0, rng)[1] for _ in range(50)]
+    wide = [sample_near(b1, b2, 0, rng, min_margin=0.05)[1] for _ in range(50)]
+    assert set(plain) == {0.5}
+    assert min(wide) < 0.48 and max(wide) > 0.52 and all(0.45 <= w <= 0.55 for w in wide)
+
+
+def test_two_trials_failing_the_same_way_stop_the_search(tmp_path):
+    def broken(values, context):
+        raise FileNotFoundError("no such file: data.csv")
+
+    result = tune(broken, SPACE, max_trials=10, directory=str(tmp_path))
+    assert [r["status"] for r in result.records] == ["FAILED", "FAILED"]  # not 10
+    assert result.records[0]["message"] == "FileNotFoundError: no such file: data.csv"
+    assert "trials 00 and 01 failed with the same error" in result.stop_reason
+    traceback = (tmp_path / "search" / "trial_01" / "error.txt").read_text()
+    assert traceback.startswith("Traceback") and "in broken" in traceback
+
+    def different(values, context):  # failures that differ are the trials' own: go on
+        raise RuntimeError(f"trial {context.trial_id} diverged")
+
+    result = tune(different, SPACE, max_trials=4, directory=str(tmp_path / "other"))
+    assert len(result.records) == 4 and result.stop_reason is None
+
+
+def test_a_resume_with_another_oracle_or_space_is_refused(tmp_path):
+    tune(quadratic, SPACE, max_trials=2, directory=str(tmp_path))
+    with pytest.raises(UserInputError, match="started with exploration=0.1, oracle="
+                                             "weighted_random, not exploration=None, oracle=random"):
+        tune(quadratic, SPACE, oracle="random", max_trials=3, directory=str(tmp_path))
+    narrower = parse_space({"lr": {"type": "float", "min": 1e-3, "max": 1e-1}})
+    with pytest.raises(UserInputError, match="started with the space's parameters"):
+        tune(quadratic, narrower, max_trials=3, directory=str(tmp_path))
+    records = open(tmp_path / "search" / "trials.jsonl").read()
+    assert len(tune(quadratic, SPACE, max_trials=3, directory=str(tmp_path)).records) == 3
+    assert open(tmp_path / "search" / "trials.jsonl").read().startswith(records)
 
 
 @pytest.mark.parametrize("oracle", ["random", "grid", "bayesian"])
@@ -163,14 +230,22 @@ def test_shipped_spaces_load():
 
 def test_chief_and_two_workers_finish_the_budget_once_each(tmp_path):
     d = tmp_path / "tune"
+    # Modes mixed on one directory: in-process, chief + 2 workers, in-process again.
+    first = run_bin("tune.py", "--max_trials=2", "--epochs_per_trial=2", f"--directory={d}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = open(d / "search" / "trials.jsonl").read()
     proc = run_bin("tune.py", "--max_trials=5", "--epochs_per_trial=2", "--workers=2",
                    f"--directory={d}", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[trial 0]" not in proc.stdout and "[trial 1]" not in proc.stdout  # not rerun
+    assert open(d / "search" / "trials.jsonl").read().startswith(before)  # nor overwritten
     records = [json.loads(l) for l in open(d / "search" / "trials.jsonl")]
     assert sorted(int(r["trial_id"]) for r in records) == [0, 1, 2, 3, 4]  # none lost, none twice
+    again = run_bin("tune.py", "--max_trials=5", "--epochs_per_trial=2", f"--directory={d}")
+    assert again.returncode == 0 and "[trial" not in again.stdout  # nothing left to run
     assert all(r["status"] == "COMPLETED" for r in records)
     # Per-epoch accuracy reached the chief from the workers and was printed.
-    assert "[trial 0] epoch 2:" in proc.stdout and "val_accuracy=" in proc.stdout
+    assert "[trial 2] epoch 2:" in proc.stdout and "val_accuracy=" in proc.stdout
     assert all(len(r["epochs"]["val_accuracy"]) == 2 for r in records)
     best = json.load(open(d / "search" / "best_hyperparameters.json"))
     assert best["objective"]["value"] == min(r["objective"] for r in records)
@@ -183,10 +258,17 @@ def test_chief_and_two_workers_finish_the_budget_once_each(tmp_path):
     (["--objective=f1"], "say whether to minimise or maximise"),
     (["--objective=val_auc"], "--objective='val_auc' is not a metric of the 'mlp' trial"),
     (["--role=worker", "--chief_port=9", "--chief_timeout=2"], "cannot reach the chief at 127.0.0.1:9"),
+    # What every trial reads is checked once, before the first trial.
+    (["--space=simple_cnn", "--dataset=octmnist.npz"], "--dataset='octmnist.npz': no such .npz"),
+    (["--dataset=nope"], "--dataset='nope' is not a tabular dataset"),
+    (["--oracle=random", "--exploration=0.2"], "--exploration is a setting of the weighted"),
+    (["--exploration=1.5"], "exploration=1.5 is invalid"),
+    (["--space=darts_search", "--trial=train_genotype"], "not settings of TrainConfig"),
 ])
 def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
     proc = run_bin("tune.py", f"--directory={tmp_path / 'run'}", *args)
     assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "run").exists()  # nothing left behind
 
 
 def test_a_killed_worker_is_restarted_and_its_trial_runs_again(tmp_path):

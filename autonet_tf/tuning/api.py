@@ -26,8 +26,8 @@ import keras_tuner as kt
 from autonet_tf.errors import UserInputError
 from autonet_tf.tuning.oracles import create_oracle
 from autonet_tf.tuning.space import Space
-from autonet_tf.tuning.trials import METRICS, get_trial
-from autonet_tf.tuning.tuner import BEST_FILE, RecordingMixin, TrialTuner
+from autonet_tf.tuning.trials import METRICS, check_inputs, get_trial
+from autonet_tf.tuning.tuner import ACCURACY, BEST_FILE, RecordingMixin, TrialTuner
 
 PROJECT = "search"
 
@@ -38,6 +38,8 @@ class TuneResult:
     records: list[dict]
     best_hyperparameters: dict | None
     best_objective: float | None
+    #: why the search stopped before its budget (two trials failed the same way), else None
+    stop_reason: str | None = None
 
 
 def resolve_objective(space: Space, name: str | None = None) -> kt.Objective:
@@ -67,21 +69,27 @@ def resolve_objective(space: Space, name: str | None = None) -> kt.Objective:
 def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_trials: int = 10,
                 objective: str | None = None, directory: str = "runs/tune", seed: int = 0,
                 dataset: str | None = None, epochs_per_trial: int = 5,
-                quiet: bool = False) -> TrialTuner:
+                exploration: float | None = None, quiet: bool = False) -> TrialTuner:
     """The KerasTuner tuner (chief, worker or single process, from the environment)."""
     trial_fn = get_trial(trial) if isinstance(trial, str) else trial
     kt_objective = resolve_objective(space, objective)
     if isinstance(trial, str) and kt_objective.name not in METRICS:
         raise UserInputError(f"--objective={kt_objective.name!r} is not a metric of the "
                              f"{trial!r} trial; expected one of {', '.join(METRICS)}")
+    if isinstance(trial, str):
+        check_inputs(trial, dataset, [p.name for p in space.params])
     oracle_obj = create_oracle(oracle, space, kt_objective, max_trials, seed,
-                               mixin=RecordingMixin,
+                               mixin=RecordingMixin, exploration=exploration,
                                max_consecutive_failed_trials=max_trials + 1)
     oracle_obj.verbose = 0
     if quiet:  # no per-trial printing or plotting (benchmarks); records are still kept
         oracle_obj.verbose_records = oracle_obj.summaries = False
+    settings = {"oracle": oracle, "objective": [kt_objective.name, kt_objective.direction],
+                "parameters": [dataclasses.asdict(p) for p in space.params]}
+    if oracle == "weighted_random":
+        settings["exploration"] = oracle_obj.exploration
     return TrialTuner(oracle_obj, trial_fn, dataset=dataset, epochs_per_trial=epochs_per_trial,
-                      seed=seed, directory=directory, project_name=PROJECT)
+                      seed=seed, settings=settings, directory=directory, project_name=PROJECT)
 
 
 def tune(trial, space: Space, **kwargs) -> TuneResult:
@@ -100,19 +108,20 @@ def result_of(tuner) -> TuneResult:
 
         data = run_dir.read_json(best_path)
         best, best_value = data["hyperparameters"], data["objective"]["value"]
-    return TuneResult(tuner.project_dir, records, best, best_value)
+    return TuneResult(tuner.project_dir, records, best, best_value,
+                      getattr(tuner.oracle, "stop_reason", None))
 
 
 def summary_table(records: list[dict], objective: str) -> str:
     """A text table of every trial, best objective first."""
     done = sorted(records, key=lambda r: int(r["trial_id"]))
     names = sorted({k for r in done for k in r["hyperparameters"]})
-    header = ["trial", "status", objective, "accuracy", "seconds"] + names
+    header = ["trial", "status", objective, ACCURACY, "seconds"] + names
     rows = [header]
     for r in done:
         rows.append([r["trial_id"], r["status"],
                      "-" if r["objective"] is None else f"{r['objective']:.5g}",
-                     "-" if r.get("accuracy") is None else f"{r['accuracy']:.4f}",
+                     "-" if r.get(ACCURACY) is None else f"{r[ACCURACY]:.4f}",
                      f"{r['seconds']:.1f}"]
                     + [_short(r["hyperparameters"].get(n)) for n in names])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]

@@ -15,6 +15,14 @@ distributed chief/worker mode are reused as they are):
 3. NaN/inf results never anchor. While fewer than two finite results exist
    and trials are still running (parallel workers), the oracle reports IDLE.
 
+Exploration (``exploration`` = e, default 0.1): with probability e a trial
+is drawn uniformly from the whole cube instead, and the box around b1 and b2
+reaches at least e/2 beyond them on every axis. Without it the search can
+never leave the basin its first two points lie in, and an axis on which b1
+and b2 agree never moves again; measured with ``bin/benchmark_oracles.py``
+(BUILD.md), e = 0.1 beats random search where e = 0 loses to it.
+``exploration=0`` is the algorithm above exactly (same points for a seed).
+
 The formula assumes values >= 0 (losses). Values both <= 0 use the mirrored
 formula on their negations; values of mixed sign are shifted so the smaller
 is 0, which makes the formula pick the better point surely.
@@ -29,12 +37,13 @@ import math
 
 import keras_tuner as kt
 import numpy as np
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
 
 from autonet_tf.errors import UserInputError
 from autonet_tf.tuning.space import Space
 
 ORACLES = ("weighted_random", "random", "grid", "bayesian")
+DEFAULT_EXPLORATION = 0.1
 
 
 def anchor_probability(v1: float, v2: float, direction: str = "min") -> float:
@@ -54,19 +63,24 @@ def anchor_probability(v1: float, v2: float, direction: str = "min") -> float:
     return (v2 / total) if direction == "min" else (v1 / total)
 
 
-def sample_near(b1, b2, anchor: int, rng: np.random.Generator, max_tries: int = 10000):
+def sample_near(b1, b2, anchor: int, rng: np.random.Generator, min_margin: float = 0.0,
+                max_tries: int = 10000):
     """A uniform point of the widened, clipped box of b1 and b2 nearer to b_anchor.
 
-    ``anchor`` is 0 for b1, 1 for b2. When b1 == b2 the box is the cube
-    itself clipped to +-0.1 around them, so the search can still move.
+    ``anchor`` is 0 for b1, 1 for b2. The box reaches half the distance of
+    b1 and b2 beyond them on every axis, at least ``min_margin``. When
+    b1 == b2 it is +-max(0.1, min_margin) around them, so the search can
+    still move.
     """
     b1 = np.asarray(b1, np.float64)
     b2 = np.asarray(b2, np.float64)
     distance = np.abs(b1 - b2)
     if not distance.any():  # nothing to be nearer to: uniform in a small box
-        return rng.uniform(np.clip(b1 - 0.1, 0.0, 1.0), np.clip(b1 + 0.1, 0.0, 1.0))
-    lo = np.clip(np.minimum(b1, b2) - distance / 2, 0.0, 1.0)
-    hi = np.clip(np.maximum(b1, b2) + distance / 2, 0.0, 1.0)
+        margin = max(0.1, min_margin)
+        return rng.uniform(np.clip(b1 - margin, 0.0, 1.0), np.clip(b1 + margin, 0.0, 1.0))
+    margin = np.maximum(distance / 2, min_margin)
+    lo = np.clip(np.minimum(b1, b2) - margin, 0.0, 1.0)
+    hi = np.clip(np.maximum(b1, b2) + margin, 0.0, 1.0)
     near, far = (b1, b2) if anchor == 0 else (b2, b1)
     for _ in range(max_tries):
         x = rng.uniform(lo, hi)
@@ -75,11 +89,12 @@ def sample_near(b1, b2, anchor: int, rng: np.random.Generator, max_tries: int = 
     return near.copy()
 
 
-def next_point(b1, b2, v1, v2, direction: str, rng: np.random.Generator):
+def next_point(b1, b2, v1, v2, direction: str, rng: np.random.Generator,
+               min_margin: float = 0.0):
     """One weighted-random step: (point, anchor index 0/1, p1)."""
     p1 = anchor_probability(v1, v2, direction)
     anchor = 0 if rng.uniform() < p1 else 1
-    return sample_near(b1, b2, anchor, rng), anchor, p1
+    return sample_near(b1, b2, anchor, rng, min_margin), anchor, p1
 
 
 class WeightedRandomOracle(kt.Oracle):
@@ -89,14 +104,21 @@ class WeightedRandomOracle(kt.Oracle):
       space: the :class:`Space` (its axes define the unit cube).
       objective, max_trials, seed: as for KerasTuner oracles; the objective's
         direction decides what "best" means.
+      exploration: share of uniform trials and least margin of the box (see
+        the module docstring); 0 reproduces the plain algorithm.
     """
 
-    def __init__(self, space: Space, objective=None, max_trials=None, seed=None, **kwargs):
+    def __init__(self, space: Space, objective=None, max_trials=None, seed=None,
+                 exploration: float = DEFAULT_EXPLORATION, **kwargs):
+        if not 0.0 <= exploration <= 1.0:
+            raise UserInputError(f"exploration={exploration} is invalid: expected a share "
+                                 f"between 0 and 1")
         super().__init__(objective=objective, max_trials=max_trials,
                          hyperparameters=space.to_hyperparameters(),
                          allow_new_entries=False, tune_new_entries=False,
                          seed=seed, **kwargs)
         self.space = space
+        self.exploration = float(exploration)
 
     def _finite_results(self):
         """[(point, value)] of completed trials with a finite score, best first.
@@ -132,20 +154,28 @@ class WeightedRandomOracle(kt.Oracle):
                     return {"status": trial_module.TrialStatus.IDLE}
                 # The initial points failed: nothing can anchor yet; explore.
                 point = rng.uniform(0.0, 1.0, n)
+            elif self.exploration and rng.uniform() < self.exploration:
+                point = rng.uniform(0.0, 1.0, n)
             else:
                 (b1, v1), (b2, v2) = results[0], results[1]
-                point, _, _ = next_point(b1, b2, v1, v2, self.objective.direction, rng)
+                point, _, _ = next_point(b1, b2, v1, v2, self.objective.direction, rng,
+                                         min_margin=self.exploration / 2)
         return {"status": trial_module.TrialStatus.RUNNING,
                 "values": self.space.decode(point)}
 
 
 def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int,
-                  mixin: type | None = None, **kwargs) -> kt.Oracle:
+                  mixin: type | None = None, exploration: float | None = None,
+                  **kwargs) -> kt.Oracle:
     """The oracle called ``name`` (one of :data:`ORACLES`) over ``space``.
 
     ``mixin`` (e.g. the tuner's recording mixin) is put in front of the
-    oracle class; other keyword arguments go to the KerasTuner oracle.
+    oracle class; ``exploration`` is the weighted random oracle's (None: its
+    default); other keyword arguments go to the KerasTuner oracle.
     """
+    if exploration is not None and name != "weighted_random":
+        raise UserInputError(f"--exploration is a setting of the weighted_random oracle, "
+                             f"not of {name!r}")
     classes = {"weighted_random": WeightedRandomOracle,
                "random": kt.oracles.RandomSearchOracle,
                "grid": kt.oracles.GridSearchOracle,
@@ -158,6 +188,7 @@ def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int
         cls = type(f"{mixin.__name__}{cls.__name__}", (mixin, cls), {})
     common = dict(objective=objective, max_trials=max_trials, seed=seed, **kwargs)
     if name == "weighted_random":
-        return cls(space, **common)
+        return cls(space, exploration=DEFAULT_EXPLORATION if exploration is None
+                   else exploration, **common)
     return cls(hyperparameters=space.to_hyperparameters(), allow_new_entries=False,
                tune_new_entries=False, **common)

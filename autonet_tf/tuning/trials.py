@@ -153,7 +153,9 @@ def _config_fields(cls, values: dict, skip=()) -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names - set(skip))
     if unknown:
-        raise UserInputError(f"parameters {unknown} are not {cls.__name__} fields")
+        raise UserInputError(f"parameters {unknown} of the space are not settings of "
+                             f"{cls.__name__} (expected names such as "
+                             f"{', '.join(sorted(names)[:6])}, ...)")
     return {k: v for k, v in values.items() if k in names}
 
 
@@ -203,6 +205,32 @@ METRICS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
 TRIALS = {"mlp": mlp_trial, "simple_cnn": simple_cnn_trial,
           "darts_search": darts_search_trial, "train_genotype": train_genotype_trial}
+
+
+def _image_data(dataset: str | None) -> None:
+    from autonet_tf.configs import DataConfig
+    from autonet_tf.data import images
+
+    images.load(DataConfig(dataset=dataset or "digits"), 0)
+
+
+def check_inputs(name: str, dataset: str | None, parameters) -> None:
+    """Validates once, before any trial, what every trial of built-in ``name`` reads.
+
+    The dataset is read as a trial would read it and the parameter names are
+    checked against the trial's settings, so bad input is one error, not one
+    failed trial after another. Raises UserInputError.
+    """
+    get_trial(name)
+    if name == "mlp":
+        _tabular(dataset)
+        return
+    _image_data(dataset)
+    if name in ("darts_search", "train_genotype"):
+        from autonet_tf.configs import SearchConfig, TrainConfig
+
+        cls = SearchConfig if name == "darts_search" else TrainConfig
+        _config_fields(cls, dict.fromkeys(parameters))
 
 
 def get_trial(name: str):

@@ -10,13 +10,23 @@ The oracle records what the chief sees (:class:`RecordingMixin`), in
 ``<directory>/<project>/``:
 
     trials.jsonl              one line per ended trial: id, status, hyperparameters,
-                              objective, accuracy, seconds, per-epoch metrics
-    best_hyperparameters.json the best trial's values and metrics
-    objective.png, accuracy.png  against trial number, with best-so-far lines
+                              objective, val_accuracy, seconds, final and per-epoch
+                              metrics, error message
+    best_hyperparameters.json the best trial's values and final metrics (``accuracy``
+                              there is training accuracy, ``val_accuracy`` validation)
+    objective.png, val_accuracy.png  against trial id, with best-so-far lines
     logs/hparams/             TensorBoard HParams dashboard (one run per trial)
 
-Non-finite objectives and trials that raise are recorded as FAILED and the
-search goes on.
+Non-finite objectives and trials that raise are recorded as FAILED (one
+line printed, the traceback kept in the trial's folder as ``error.txt``) and
+the search goes on, unless two trials in a row fail with the same error: that
+error is shared by every trial (a missing file, a bad parameter), so the
+search stops and says so (:attr:`RecordingMixin.stop_reason`).
+
+Resume: the oracle's state (``oracle.json``) is reloaded by whichever
+process owns the oracle, the in-process tuner or the chief, so a rerun in
+either mode, with any number of workers, goes on where the last one stopped:
+finished trials are never repeated and their records never overwritten.
 """
 
 from __future__ import annotations
@@ -28,14 +38,25 @@ import time
 import warnings
 
 import keras_tuner as kt
-from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.engine import trial as trial_module
+# The one private KerasTuner name used here: its DEBUG switch (on by default)
+# prints the full traceback of every failed trial; we print one line per
+# trial instead and keep the traceback in the trial's folder.
+from keras_tuner.src import config as _kt_config
+
+from autonet_tf.errors import UserInputError
 
 from autonet_tf.training import run_dir
 from autonet_tf.tuning.trials import TrialContext
 
+_kt_config.DEBUG = False
+
 TRIALS_FILE = "trials.jsonl"
 FINAL_MARK = "__final__"  # marks the report of a trial's final metrics
 BEST_FILE = "best_hyperparameters.json"
+ERROR_FILE = "error.txt"  # in trial_<id>/: the traceback of a trial that raised
+ACCURACY = "val_accuracy"  # the accuracy shown beside the objective (validation)
+SETTINGS_FILE = "tuning.json"  # what a resumed search must keep equal
 
 
 def _finite(value) -> bool:
@@ -45,7 +66,6 @@ def _finite(value) -> bool:
 class RecordingMixin:
     """Chief-side recording of every trial's epochs and outcome (see the module docstring)."""
 
-    accuracy_metric = "val_accuracy"
     verbose_records = True  # print each epoch report and each ended trial
     summaries = True  # best JSON, plots, HParams after every trial (off: call write_summaries)
 
@@ -79,6 +99,10 @@ class RecordingMixin:
     def end_trial(self, trial):
         started = getattr(self, "_started", {})
         super().end_trial(trial)
+        # KerasTuner saves its state before it drops the trial from the ongoing
+        # ones; only the in-process tuner saves again afterwards. Saved here,
+        # a chief's last trials are not taken for unfinished on a resume.
+        self.save()
         trial = self.trials[trial.trial_id]
         if trial.status == trial_module.TrialStatus.COMPLETED and not _finite(trial.score):
             trial.status = trial_module.TrialStatus.FAILED
@@ -97,37 +121,76 @@ class RecordingMixin:
             metrics[name] = float(observations[-1].value[0])
             # The last observation is the final report, not an epoch.
             epochs[name] = [float(o.value[0]) for o in observations[:-1]]
+        error = _error_line(trial.message)
+        if _raised(trial.message):
+            run_dir.write_text(os.path.join(self._get_trial_dir(trial.trial_id), ERROR_FILE),
+                               trial.message)
         record = {
             "trial_id": trial.trial_id,
             "status": trial.status,
             "hyperparameters": dict(trial.hyperparameters.values),
             "objective": trial.score if _finite(trial.score) else None,
-            "accuracy": metrics.get(self.accuracy_metric),
+            ACCURACY: metrics.get(ACCURACY),
             "seconds": round(time.time() - started.get(trial.trial_id, time.time()), 3),
             "metrics": metrics,
             "epochs": epochs,
-            "message": (trial.message or "").strip().splitlines()[-1:] or None,
+            "message": error,
         }
-        records = [r for r in self.read_records() if r["trial_id"] != trial.trial_id]
+        records = self.read_records()
+        if any(r["trial_id"] == trial.trial_id for r in records):
+            return  # ended before (a worker that came back): its record stands
         records.append(record)
         run_dir.write_text(self._records_path(),
                            "".join(json.dumps(r) + "\n" for r in records))
-        status = "FAILED" if record["objective"] is None else (
-            f"{self.objective.name}={record['objective']:.5g}")
+        status = ("FAILED" if record["objective"] is None
+                  else f"{self.objective.name}={record['objective']:.5g}")
         if self.verbose_records:
             print(f"[trial {trial.trial_id}] {status} in {record['seconds']:.1f} s "
-                  f"{record['hyperparameters']}", flush=True)
+                  f"{record['hyperparameters']}" + (f": {error}" if error else ""), flush=True)
+        self._check_shared_failure(trial)
         if self.summaries:
             write_summaries(self, records)
 
+    def _check_shared_failure(self, trial):
+        """Two trials in a row that raised the same error stop the search."""
+        if not _raised(trial.message) or len(self.end_order) < 2:
+            return
+        previous = self.trials[self.end_order[-2]]
+        if previous.trial_id == trial.trial_id or not _raised(previous.message):
+            return
+        if _error_line(previous.message) == _error_line(trial.message):
+            self.stop_reason = (
+                f"trials {previous.trial_id} and {trial.trial_id} failed with the same error, "
+                f"so every trial would: {_error_line(trial.message)} (traceback: "
+                f"{os.path.join(self._get_trial_dir(trial.trial_id), ERROR_FILE)})")
+
     @kt.synchronized
     def create_trial(self, tuner_id):
+        if getattr(self, "stop_reason", None):
+            # As KerasTuner does when the budget is spent: the asking tuner stops.
+            self.tuner_ids.discard(tuner_id)
+            return trial_module.Trial(self.get_space(), trial_id="stopped",
+                                      status=trial_module.TrialStatus.STOPPED)
         trial = super().create_trial(tuner_id)
         if trial.status == trial_module.TrialStatus.RUNNING:
             if not hasattr(self, "_started"):
                 self._started = {}
             self._started.setdefault(trial.trial_id, time.time())
         return trial
+
+
+def _raised(message) -> bool:
+    """Whether a trial's message is the traceback of an exception it raised."""
+    return bool(message) and message.startswith("Traceback")
+
+
+def _error_line(message) -> str | None:
+    """The last line of a failure message, without the exception's module path."""
+    lines = (message or "").strip().splitlines()
+    if not lines:
+        return None
+    kind, sep, text = lines[-1].partition(": ")
+    return f"{kind.rsplit('.', 1)[-1]}{sep}{text}"
 
 
 def read_records(project_dir: str) -> list[dict]:
@@ -172,16 +235,16 @@ def _best_so_far(values, direction):
 
 
 def plot_progress(records: list[dict], objective: str, direction: str, directory: str) -> None:
-    """objective.png and accuracy.png: values per trial and the best so far."""
+    """objective.png and val_accuracy.png: values per trial id and the best so far."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ordered = sorted(records, key=lambda r: int(r["trial_id"]))
-    x = [int(r["trial_id"]) + 1 for r in ordered]
+    x = [int(r["trial_id"]) for r in ordered]  # the ids of trials.jsonl and trial_<id>/
     for key, name, best_dir in (("objective", objective, direction),
-                                ("accuracy", "accuracy", "max")):
+                                (ACCURACY, ACCURACY, "max")):
         values = [r.get(key) for r in ordered]
         fig, ax = plt.subplots(figsize=(6, 4))
         points = [(a, v) for a, v in zip(x, values) if v is not None]
@@ -191,7 +254,8 @@ def plot_progress(records: list[dict], objective: str, direction: str, directory
         steps = [(a, b) for a, b in zip(x, best) if b is not None]
         if steps:
             ax.step(*zip(*steps), where="post", label="best so far")
-        ax.set_xlabel("trial")
+        ax.set_xlabel("trial id")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(name)
         if points:
             ax.legend()
@@ -217,15 +281,18 @@ def log_hparams(records: list[dict], objective: str, logdir: str) -> None:
         with tf.summary.create_file_writer(run).as_default():
             hparams.hparams(values, trial_id=r["trial_id"])
             tf.summary.scalar(objective, r["objective"], step=0)
-            if r.get("accuracy") is not None:
-                tf.summary.scalar("accuracy", r["accuracy"], step=0)
+            if r.get(ACCURACY) is not None:
+                tf.summary.scalar(ACCURACY, r[ACCURACY], step=0)
 
 
 class TrialTuner(kt.engine.base_tuner.BaseTuner):
     """Runs ``trial_fn(values, context)`` for each trial the oracle hands out."""
 
-    def __init__(self, oracle, trial_fn, dataset=None, epochs_per_trial=5, seed=0, **kwargs):
+    def __init__(self, oracle, trial_fn, dataset=None, epochs_per_trial=5, seed=0,
+                 settings=None, **kwargs):
         super().__init__(oracle, **kwargs)
+        if not self._is_worker():
+            self._resume(settings or {})
         # We report metrics to the oracle ourselves (per epoch, then final).
         warnings.filterwarnings("ignore", message="The use case of calling",
                                 category=DeprecationWarning)
@@ -233,6 +300,41 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
         self.dataset = dataset
         self.epochs_per_trial = epochs_per_trial
         self.seed = seed
+
+    def _resume(self, settings: dict) -> None:
+        """Reloads the oracle's state whoever wrote it; refuses changed settings.
+
+        KerasTuner reloads only when this tuner id's own file exists, and the
+        in-process tuner ("tuner0") and the chief ("chief") have different
+        ids: without this, a plain rerun after a --workers run (or the other
+        way round) would start again at trial 0 and overwrite every record.
+        """
+        project = self.project_dir
+        state = os.path.join(project, "oracle.json")
+        records = read_records(project)
+        if os.path.exists(state):
+            if not self.oracle.trials:
+                self.oracle.reload()
+        elif records:
+            raise UserInputError(
+                f"{project} holds {len(records)} trial records but no oracle state "
+                f"(oracle.json): it cannot be resumed; pass another --directory")
+        path = os.path.join(project, SETTINGS_FILE)
+        settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
+        if os.path.exists(path):
+            saved = run_dir.read_json(path)
+            changed = sorted(k for k in set(saved) | set(settings)
+                             if saved.get(k) != settings.get(k))
+            if changed:
+                def shown(values):
+                    return ", ".join("the space's parameters" if k == "parameters"
+                                     else f"{k}={values.get(k)}" for k in changed)
+                raise UserInputError(
+                    f"{project} holds a search started with {shown(saved)}, not "
+                    f"{shown(settings)}: resume it with the same settings or pass another "
+                    f"--directory")
+        else:
+            run_dir.write_json(path, settings)
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
