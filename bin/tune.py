@@ -16,6 +16,11 @@ Several hosts: start the chief with --role=chief (it binds --chief_address,
 127.0.0.1 by default; use 0.0.0.0 or a host address to accept other hosts)
 and one --role=worker process per worker with the chief's address, all with
 the same flags otherwise (see README.md).
+
+Devices: every trial of a process runs under --strategy (e.g. mirrored over
+--num_devices devices); --workers=N --devices_per_worker=K gives each local
+worker its own K GPUs (CUDA_VISIBLE_DEVICES), or K logical CPU devices on a
+machine without GPUs.
 """
 
 import os
@@ -28,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from autonet_tf import cli  # noqa: E402
+from autonet_tf import cli, cli_flags  # noqa: E402
 
 flags.DEFINE_string("space", "iris_mlp", "YAML space file, or iris_mlp, simple_cnn, "
                     "darts_search (shipped with the package).")
@@ -56,7 +61,41 @@ flags.DEFINE_integer("chief_port", 8000, "Port of the chief.")
 flags.DEFINE_string("worker_id", None, "Worker name for --role=worker (default tuner<pid>).")
 flags.DEFINE_integer("chief_timeout", 60, "Seconds a worker waits for the chief to answer.")
 flags.DEFINE_integer("worker_restarts", 2, "With --workers: restarts of a worker that dies.")
+flags.DEFINE_integer("devices_per_worker", None, "With --workers: devices of each worker "
+                     "process (its own GPUs through CUDA_VISIBLE_DEVICES; without GPUs, "
+                     "logical CPU devices); its trials run mirrored over them when more than 1.")
+cli_flags.define_strategy_flags()
 FLAGS = flags.FLAGS
+
+
+def _visible_gpus() -> list[str]:
+    """The GPU ids this launcher may hand out: CUDA_VISIBLE_DEVICES when set, else all."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    import tensorflow as tf
+
+    return [str(i) for i in range(len(tf.config.list_physical_devices("GPU")))]
+
+
+def worker_devices(workers: int, per_worker: int, gpus: list[str]) -> list[dict]:
+    """Environment and flags of each local worker for --devices_per_worker.
+
+    With GPUs, worker i gets GPUs i*K .. i*K+K-1 as its CUDA_VISIBLE_DEVICES;
+    without, K logical CPU devices. Raises UserInputError when N*K GPUs are
+    more than there are.
+    """
+    from autonet_tf.errors import UserInputError
+
+    if not gpus:
+        return [{"env": {"CUDA_VISIBLE_DEVICES": ""}, "num_devices": per_worker}
+                for _ in range(workers)]
+    if workers * per_worker > len(gpus):
+        raise UserInputError(
+            f"--workers={workers} --devices_per_worker={per_worker} needs "
+            f"{workers * per_worker} GPUs; this host has {len(gpus)} ({','.join(gpus)})")
+    return [{"env": {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per_worker:(i + 1) * per_worker])},
+             "num_devices": per_worker} for i in range(workers)]
 
 
 def _free_port(address):
@@ -86,12 +125,26 @@ def _spawn_local_cluster():
     trial again, so that trial is retried and nothing else is lost.
     """
     port = _free_port(FLAGS.chief_address)
-    argv = [a for a in sys.argv[1:] if not a.startswith(("--workers", "--role", "--chief_port"))]
+    argv = [a for a in sys.argv[1:] if not a.startswith(
+        ("--workers", "--role", "--chief_port", "--devices_per_worker", "--num_devices",
+         "--strategy"))]
     base = [sys.executable, os.path.abspath(__file__), *argv, f"--chief_port={port}"]
-    chief = subprocess.Popen(base + ["--role=chief"])
+    # The chief only hands out trials: it needs no device and no strategy.
+    chief = subprocess.Popen(base + ["--role=chief"],
+                             env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    placement = ([{"env": {}, "num_devices": FLAGS.num_devices}] * FLAGS.workers
+                 if FLAGS.devices_per_worker is None else
+                 worker_devices(FLAGS.workers, FLAGS.devices_per_worker, _visible_gpus()))
 
     def start(i):
-        return subprocess.Popen(base + ["--role=worker", f"--worker_id=tuner{i}"])
+        strategy = FLAGS.strategy
+        num_devices = placement[i]["num_devices"]
+        if FLAGS.devices_per_worker is not None and FLAGS.devices_per_worker > 1:
+            strategy = "mirrored"
+        extra = [f"--strategy={strategy}"] + (
+            [f"--num_devices={num_devices}"] if num_devices else [])
+        return subprocess.Popen(base + extra + ["--role=worker", f"--worker_id=tuner{i}"],
+                                env=dict(os.environ, **placement[i]["env"]))
 
     workers = {i: start(i) for i in range(FLAGS.workers)}
     restarts = dict.fromkeys(workers, 0)
@@ -126,6 +179,20 @@ def main(argv):
             cli.fail(f"--{name}={FLAGS[name].value} is invalid: expected an integer > 0")
     if FLAGS.workers < 0:
         cli.fail(f"--workers={FLAGS.workers} is invalid: expected an integer >= 0")
+    if FLAGS.devices_per_worker is not None:
+        if FLAGS.devices_per_worker <= 0:
+            cli.fail(f"--devices_per_worker={FLAGS.devices_per_worker} is invalid: expected "
+                     f"an integer > 0")
+        if not FLAGS.workers:
+            cli.fail("--devices_per_worker needs --workers=N (local worker processes); by "
+                     "hand, give each process its devices with CUDA_VISIBLE_DEVICES")
+        if FLAGS.strategy not in ("default", "mirrored"):
+            cli.fail(f"--devices_per_worker runs each worker's trials mirrored over its "
+                     f"devices; --strategy={FLAGS.strategy} cannot be combined with it")
+        if FLAGS.num_devices is not None:
+            cli.fail("--devices_per_worker sets each worker's --num_devices; pass one of them")
+    if FLAGS.num_devices is not None and FLAGS.num_devices <= 0:
+        cli.fail(f"--num_devices={FLAGS.num_devices} is invalid: expected an integer > 0")
     from autonet_tf.tuning import load_space
     from autonet_tf.tuning.api import build_tuner, resolve_objective, result_of, summary_table
     from autonet_tf.tuning.tuner import best_record
@@ -142,6 +209,8 @@ def main(argv):
     directory = FLAGS.directory or os.path.join("runs", f"tune_{stem}")
     if FLAGS.workers and FLAGS.role is None:
         # Validate everything once in this process before starting others.
+        if FLAGS.devices_per_worker is not None:
+            worker_devices(FLAGS.workers, FLAGS.devices_per_worker, _visible_gpus())
         build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
                     objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
                     dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
@@ -155,10 +224,16 @@ def main(argv):
                 "chief" if FLAGS.role == "chief" else FLAGS.worker_id or f"tuner{os.getpid()}")
             if FLAGS.role == "worker":
                 _wait_for_chief(FLAGS.chief_address, FLAGS.chief_port, FLAGS.chief_timeout)
+        strategy = None
+        if FLAGS.role != "chief":  # the chief only hands out trials
+            from autonet_tf.distribute.strategy import create_strategy, prepare_devices
+
+            prepare_devices(FLAGS.strategy, FLAGS.num_devices)
+            strategy = create_strategy(FLAGS.strategy, FLAGS.num_devices, FLAGS.tpu)
         tuner = build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
                             objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
                             dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
-                    exploration=FLAGS.exploration)
+                            exploration=FLAGS.exploration, strategy=strategy)
         tuner.search()
         if FLAGS.role == "worker":
             return

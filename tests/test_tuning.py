@@ -263,6 +263,9 @@ def test_chief_and_two_workers_finish_the_budget_once_each(tmp_path):
     (["--dataset=nope"], "--dataset='nope' is not a tabular dataset"),
     (["--oracle=random", "--exploration=0.2"], "--exploration is a setting of the weighted"),
     (["--exploration=1.5"], "exploration=1.5 is invalid"),
+    (["--devices_per_worker=2"], "--devices_per_worker needs --workers=N"),
+    (["--workers=2", "--devices_per_worker=2", "--strategy=tpu"], "cannot be combined"),
+    (["--strategy=mirrored", "--num_devices=0"], "--num_devices=0 is invalid"),
     (["--space=darts_search", "--trial=train_genotype"], "not settings of TrainConfig"),
 ])
 def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
@@ -329,3 +332,40 @@ def test_image_and_darts_trials_run_through_the_tuner(tmp_path):
         assert r["epochs"]["val_loss"] == [pytest.approx(r["objective"])]
     first = sorted(result.records, key=lambda r: int(r["trial_id"]))[0]
     assert first["hyperparameters"]["arch_learning_rate"] == pytest.approx(10 ** (-4 + 2 / 3))
+
+
+def test_a_trial_under_a_mirrored_strategy_scores_as_on_one_device(tmp_path, mirrored_strategy):
+    # No dropout: the trial is deterministic up to float summation order.
+    space = parse_space({"learning_rate": {"type": "float", "min": 1e-3, "max": 1e-1,
+                                           "log": True},
+                         "units": {"type": "int", "min": 4, "max": 32},
+                         "batch_size": {"type": "fixed", "value": 16}})
+    one = tune("mlp", space, max_trials=2, directory=str(tmp_path / "one"), epochs_per_trial=5)
+    two = tune("mlp", space, max_trials=2, directory=str(tmp_path / "two"), epochs_per_trial=5,
+               strategy=mirrored_strategy)
+    for a, b in zip(sorted(one.records, key=lambda r: r["trial_id"]),
+                    sorted(two.records, key=lambda r: r["trial_id"])):
+        assert a["hyperparameters"] == b["hyperparameters"]
+        # Stated tolerance: 2 % of the validation loss after 5 epochs of Adam.
+        assert b["objective"] == pytest.approx(a["objective"], rel=0.02)
+        assert (a["strategy"], a["replicas"]) == ("default", 1)
+        assert (b["strategy"], b["replicas"]) == ("MirroredStrategy", 2)
+        assert [d[-5:] for d in b["devices"]] == ["CPU:0", "CPU:1"]
+
+
+def test_each_local_worker_gets_its_own_devices(tmp_path):
+    # A host that shows four GPUs (faked: this machine has none, so each worker
+    # falls back to its CPU split in two, mirrored).
+    d = tmp_path / "tune"
+    proc = run_bin("tune.py", "--max_trials=3", "--epochs_per_trial=1", "--workers=2",
+                   "--devices_per_worker=2", f"--directory={d}",
+                   env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(l) for l in open(d / "search" / "trials.jsonl")]
+    seen = {r["tuner"]: r["visible_gpus"] for r in records}
+    assert seen.get("tuner0", "0,1") == "0,1" and seen.get("tuner1", "2,3") == "2,3"
+    assert len(seen) >= 1 and all(r["replicas"] == 2 for r in records)
+    too_many = run_bin("tune.py", "--workers=2", "--devices_per_worker=2",
+                       f"--directory={tmp_path / 'bad'}", env={"CUDA_VISIBLE_DEVICES": "0,1,2"})
+    assert_one_line_error(too_many, "needs 4 GPUs; this host has 3 (0,1,2)")
+    assert not (tmp_path / "bad").exists()

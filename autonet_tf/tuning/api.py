@@ -69,8 +69,14 @@ def resolve_objective(space: Space, name: str | None = None) -> kt.Objective:
 def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_trials: int = 10,
                 objective: str | None = None, directory: str = "runs/tune", seed: int = 0,
                 dataset: str | None = None, epochs_per_trial: int = 5,
-                exploration: float | None = None, quiet: bool = False) -> TrialTuner:
-    """The KerasTuner tuner (chief, worker or single process, from the environment)."""
+                exploration: float | None = None, strategy=None,
+                quiet: bool = False) -> TrialTuner:
+    """The KerasTuner tuner (chief, worker or single process, from the environment).
+
+    ``strategy``: the tf.distribute strategy every trial of this process runs
+    under (one object for all trials: two MirroredStrategy objects in one
+    process mix up their collectives); None: TensorFlow's default.
+    """
     trial_fn = get_trial(trial) if isinstance(trial, str) else trial
     kt_objective = resolve_objective(space, objective)
     if isinstance(trial, str) and kt_objective.name not in METRICS:
@@ -89,7 +95,8 @@ def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_tri
     if oracle == "weighted_random":
         settings["exploration"] = oracle_obj.exploration
     return TrialTuner(oracle_obj, trial_fn, dataset=dataset, epochs_per_trial=epochs_per_trial,
-                      seed=seed, settings=settings, directory=directory, project_name=PROJECT)
+                      seed=seed, settings=settings, strategy=strategy, directory=directory,
+                      project_name=PROJECT)
 
 
 def tune(trial, space: Space, **kwargs) -> TuneResult:

@@ -19,6 +19,11 @@ and records. Built in (``trial:`` in the space file or ``--trial``):
 
 Users plug in their own model with :func:`keras_trial` (``build(values) ->
 compiled keras.Model``) or any function with the signature above.
+
+Every trial runs under ``context.strategy`` (a ``tf.distribute`` strategy;
+TensorFlow's default one unless ``--strategy`` says otherwise): Keras models
+are built, compiled and fitted in its scope, the project's own search and
+training receive it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,13 @@ class TrialContext:
     epochs: int  # --epochs_per_trial
     seed: int
     report: Callable[[int, dict], None] = lambda epoch, metrics: None
+    strategy: object = None  # tf.distribute.Strategy (None: TensorFlow's default)
+
+    def scope(self):
+        """The strategy's scope: build and compile Keras models inside it."""
+        import tensorflow as tf
+
+        return (self.strategy or tf.distribute.get_strategy()).scope()
 
 
 class _Reporter(keras.callbacks.Callback):
@@ -65,9 +77,10 @@ def fit_and_score(model: keras.Model, x, y, context: TrialContext, batch_size: i
                   validation_fraction: float = 0.3) -> dict:
     """Fits a compiled classifier on a seeded train/validation split; final metrics."""
     x_train, y_train, x_val, y_val = _split(x, y, validation_fraction, context.seed)
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val),
-                        epochs=context.epochs, batch_size=batch_size, verbose=0,
-                        callbacks=[_Reporter(context)])
+    with context.scope():
+        history = model.fit(x_train, y_train, validation_data=(x_val, y_val),
+                            epochs=context.epochs, batch_size=batch_size, verbose=0,
+                            callbacks=[_Reporter(context)])
     final = {k: float(v[-1]) for k, v in history.history.items()}
     return {"val_loss": final["val_loss"], "val_accuracy": final.get("val_accuracy", math.nan),
             "loss": final["loss"], "accuracy": final.get("accuracy", math.nan)}
@@ -79,7 +92,9 @@ def keras_trial(build: Callable[[dict], keras.Model], x, y, batch_size: int = 32
 
     def trial(values: dict, context: TrialContext) -> dict:
         keras.utils.set_random_seed(context.seed)
-        return fit_and_score(build(values), x, y, context,
+        with context.scope():
+            model = build(values)
+        return fit_and_score(model, x, y, context,
                              int(values.get("batch_size", batch_size)), validation_fraction)
 
     return trial
@@ -111,17 +126,20 @@ def _tabular(dataset: str | None):
 
 def mlp_trial(values: dict, context: TrialContext) -> dict:
     x, y = _tabular(context.dataset)
-    keras.utils.set_random_seed(context.seed)
-    model = keras.Sequential([keras.Input((x.shape[1],))])
-    for _ in range(int(values.get("layers", 1))):
-        model.add(keras.layers.Dense(int(values.get("units", 32)), activation="relu"))
-        if values.get("dropout", 0.0):
-            model.add(keras.layers.Dropout(float(values["dropout"])))
-    model.add(keras.layers.Dense(int(y.max()) + 1))
-    model.compile(keras.optimizers.Adam(float(values.get("learning_rate", 1e-2))),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return fit_and_score(model, x, y, context, int(values.get("batch_size", 16)))
+
+    def build(values):
+        model = keras.Sequential([keras.Input((x.shape[1],))])
+        for _ in range(int(values.get("layers", 1))):
+            model.add(keras.layers.Dense(int(values.get("units", 32)), activation="relu"))
+            if values.get("dropout", 0.0):
+                model.add(keras.layers.Dropout(float(values["dropout"])))
+        model.add(keras.layers.Dense(int(y.max()) + 1))
+        model.compile(keras.optimizers.Adam(float(values.get("learning_rate", 1e-2))),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        return model
+
+    return keras_trial(build, x, y, batch_size=16)(values, context)
 
 
 def simple_cnn_trial(values: dict, context: TrialContext) -> dict:
@@ -130,23 +148,26 @@ def simple_cnn_trial(values: dict, context: TrialContext) -> dict:
 
     data = images.load(DataConfig(dataset=context.dataset or "digits"), context.seed)
     x = np.asarray(pipeline.normalize(data.x_train, data.mean, data.std))
-    keras.utils.set_random_seed(context.seed)
-    model = keras.Sequential([keras.Input(data.input_shape)])
-    size = min(data.input_shape[:2])
-    for _ in range(int(values.get("conv_layers", 2))):
-        model.add(keras.layers.Conv2D(32, 3, padding="same", activation="relu"))
-        if size >= 2:  # pool while there is something to pool
-            model.add(keras.layers.MaxPooling2D(2))
-            size //= 2
-    model.add(keras.layers.Flatten())
-    if values.get("dropout", 0.0):
-        model.add(keras.layers.Dropout(float(values["dropout"])))
-    model.add(keras.layers.Dense(int(values.get("numhidden", 64)), activation="relu"))
-    model.add(keras.layers.Dense(data.num_classes))
-    model.compile(keras.optimizers.Adam(float(values.get("learning_rate", 1e-3))),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return fit_and_score(model, x, data.y_train, context, int(values.get("batch_size", 64)))
+
+    def build(values):
+        model = keras.Sequential([keras.Input(data.input_shape)])
+        size = min(data.input_shape[:2])
+        for _ in range(int(values.get("conv_layers", 2))):
+            model.add(keras.layers.Conv2D(32, 3, padding="same", activation="relu"))
+            if size >= 2:  # pool while there is something to pool
+                model.add(keras.layers.MaxPooling2D(2))
+                size //= 2
+        model.add(keras.layers.Flatten())
+        if values.get("dropout", 0.0):
+            model.add(keras.layers.Dropout(float(values["dropout"])))
+        model.add(keras.layers.Dense(int(values.get("numhidden", 64)), activation="relu"))
+        model.add(keras.layers.Dense(data.num_classes))
+        model.compile(keras.optimizers.Adam(float(values.get("learning_rate", 1e-3))),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        return model
+
+    return keras_trial(build, x, data.y_train, batch_size=64)(values, context)
 
 
 def _config_fields(cls, values: dict, skip=()) -> dict:
@@ -175,7 +196,7 @@ def darts_search_trial(values: dict, context: TrialContext) -> dict:
                           data=DataConfig(dataset=context.dataset or "digits"),
                           model_dir=context.directory)
     config.validate()
-    result = run_search(config)
+    result = run_search(config, strategy=context.strategy)
     history = result.history or [{}]
     _report_history(context, history)
     last = history[-1]
@@ -192,7 +213,7 @@ def train_genotype_trial(values: dict, context: TrialContext) -> dict:
                             "export": False, **fields},
                          data=DataConfig(dataset=context.dataset or "digits"),
                          model_dir=context.directory)
-    result = run_train(config)
+    result = run_train(config, strategy=context.strategy)
     history = result.history or [{}]
     _report_history(context, history)
     return {"val_loss": result.test_loss, "val_accuracy": result.test_accuracy,

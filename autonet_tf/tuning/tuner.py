@@ -35,6 +35,7 @@ import json
 import math
 import os
 import time
+import traceback
 import warnings
 
 import keras_tuner as kt
@@ -53,6 +54,11 @@ _kt_config.DEBUG = False
 
 TRIALS_FILE = "trials.jsonl"
 FINAL_MARK = "__final__"  # marks the report of a trial's final metrics
+# KerasTuner's gRPC messages carry a trial's metrics (name -> float) but not
+# its message, so what the chief must know besides metrics (where the trial
+# ran, the traceback of a trial that raised) travels as one metric whose name
+# is JSON, beside this mark; the chief takes it out before KerasTuner sees it.
+INFO_MARK = "__info__"
 BEST_FILE = "best_hyperparameters.json"
 ERROR_FILE = "error.txt"  # in trial_<id>/: the traceback of a trial that raised
 ACCURACY = "val_accuracy"  # the accuracy shown beside the objective (validation)
@@ -79,6 +85,10 @@ class RecordingMixin:
     def update_trial(self, trial_id, metrics, step=0):
         # A plain dict: over gRPC this is a protobuf map, whose missing keys
         # read as 0.0 instead of raising.
+        if INFO_MARK in metrics:
+            info = self.__dict__.setdefault("_info", {}).setdefault(trial_id, {})
+            info.update(json.loads(next(k for k in metrics if k != INFO_MARK)))
+            return self.trials[trial_id]
         final = FINAL_MARK in metrics
         metrics = {k: float(v) for k, v in metrics.items() if k != FINAL_MARK}
         result = super().update_trial(trial_id, metrics, step=step)
@@ -121,6 +131,9 @@ class RecordingMixin:
             metrics[name] = float(observations[-1].value[0])
             # The last observation is the final report, not an epoch.
             epochs[name] = [float(o.value[0]) for o in observations[:-1]]
+        info = dict(getattr(self, "_info", {}).get(trial.trial_id, {}))
+        if "traceback" in info:  # sent by the tuner that ran it (also over gRPC)
+            trial.message = info.pop("traceback")
         error = _error_line(trial.message)
         if _raised(trial.message):
             run_dir.write_text(os.path.join(self._get_trial_dir(trial.trial_id), ERROR_FILE),
@@ -135,6 +148,7 @@ class RecordingMixin:
             "metrics": metrics,
             "epochs": epochs,
             "message": error,
+            **info,  # tuner, strategy, replicas, devices (and visible GPUs)
         }
         records = self.read_records()
         if any(r["trial_id"] == trial.trial_id for r in records):
@@ -289,8 +303,9 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
     """Runs ``trial_fn(values, context)`` for each trial the oracle hands out."""
 
     def __init__(self, oracle, trial_fn, dataset=None, epochs_per_trial=5, seed=0,
-                 settings=None, **kwargs):
+                 settings=None, strategy=None, **kwargs):
         super().__init__(oracle, **kwargs)
+        self.strategy = strategy
         if not self._is_worker():
             self._resume(settings or {})
         # We report metrics to the oracle ourselves (per epoch, then final).
@@ -350,8 +365,14 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
         context = TrialContext(trial_id=trial.trial_id,
                                directory=self.get_trial_dir(trial.trial_id),
                                dataset=self.dataset, epochs=self.epochs_per_trial,
-                               seed=self.seed + int(trial.trial_id), report=report)
-        metrics = self.trial_fn(values, context)
+                               seed=self.seed + int(trial.trial_id), report=report,
+                               strategy=self.strategy)
+        self._send_info(trial, self.placement())
+        try:
+            metrics = self.trial_fn(values, context)
+        except Exception:
+            self._send_info(trial, {"traceback": traceback.format_exc()})
+            raise
         final = {k: float(v) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self.oracle.objective.name not in final:
@@ -362,6 +383,27 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
         self.oracle.update_trial(trial.trial_id, {**final, FINAL_MARK: 1.0},
                                  step=last_step[0] + 1)
         return final
+
+    def placement(self) -> dict:
+        """Where this tuner's trials run: tuner id, strategy, replicas, devices."""
+        import tensorflow as tf
+
+        strategy = self.strategy or tf.distribute.get_strategy()
+        try:
+            devices = list(strategy.extended.worker_devices)
+        except RuntimeError:  # the default strategy: TensorFlow's own placement
+            gpus = tf.config.list_logical_devices("GPU")
+            devices = [(gpus or tf.config.list_logical_devices("CPU"))[0].name]
+        name = type(strategy).__name__
+        info = {"tuner": self.tuner_id,
+                "strategy": "default" if name.startswith("_Default") else name,
+                "replicas": int(strategy.num_replicas_in_sync), "devices": devices}
+        if "CUDA_VISIBLE_DEVICES" in os.environ:
+            info["visible_gpus"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        return info
+
+    def _send_info(self, trial, info: dict) -> None:
+        self.oracle.update_trial(trial.trial_id, {INFO_MARK: 0.0, json.dumps(info): 0.0})
 
     def save_model(self, trial_id, model, step=0):
         pass
