@@ -37,8 +37,12 @@ from autonet_tf import cli, cli_flags  # noqa: E402
 
 flags.DEFINE_string("space", "iris_mlp", "YAML space file, or iris_mlp, simple_cnn, "
                     "darts_search (shipped with the package).")
-flags.DEFINE_enum("oracle", "weighted_random", ["weighted_random", "random", "grid", "bayesian"],
-                  "Search algorithm.")
+flags.DEFINE_enum("oracle", "weighted_random",
+                  ["weighted_random", "random", "grid", "bayesian", "hyperband"],
+                  "Search algorithm (hyperband: trials get epoch budgets up to "
+                  "--epochs_per_trial).")
+flags.DEFINE_bool("median_stopping", False, "Stop a trial whose objective at an epoch is "
+                  "worse than the median of finished trials at that epoch (any oracle).")
 flags.DEFINE_float("exploration", None, "weighted_random only: share of trials drawn "
                    "uniformly, and least margin (half of it) of the box around the two best "
                    "points; 0: the plain algorithm (default 0.1).")
@@ -214,7 +218,7 @@ def main(argv):
         build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
                     objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
                     dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
-                    exploration=FLAGS.exploration)
+                    exploration=FLAGS.exploration, median_stopping=FLAGS.median_stopping)
         sys.exit(_spawn_local_cluster())  # the chief prints the summary
     else:
         if FLAGS.role:
@@ -233,7 +237,8 @@ def main(argv):
         tuner = build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
                             objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
                             dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
-                            exploration=FLAGS.exploration, strategy=strategy)
+                            exploration=FLAGS.exploration, strategy=strategy,
+                            median_stopping=FLAGS.median_stopping)
         tuner.search()
         if FLAGS.role == "worker":
             return

@@ -369,3 +369,57 @@ def test_each_local_worker_gets_its_own_devices(tmp_path):
                        f"--directory={tmp_path / 'bad'}", env={"CUDA_VISIBLE_DEVICES": "0,1,2"})
     assert_one_line_error(too_many, "needs 4 GPUs; this host has 3 (0,1,2)")
     assert not (tmp_path / "bad").exists()
+
+
+def test_median_stopping_stops_a_trial_behind_the_median_and_records_it(tmp_path):
+    def curve(values, context):
+        # Trial 3 lags far behind; trial 4 beats the median of trials 0-2.
+        offset = {"0": 0.0, "1": 0.1, "2": 0.2, "3": 5.0, "4": 0.05}[context.trial_id]
+        loss = None
+        for epoch in range(1, context.epochs + 1):
+            loss = offset + 1.0 / epoch
+            if context.report(epoch, {"val_loss": loss, "val_accuracy": 0.5}):
+                break
+        return {"val_loss": loss, "val_accuracy": 0.5}
+
+    result = tune(curve, SPACE, max_trials=5, directory=str(tmp_path), oracle="random",
+                  epochs_per_trial=4, median_stopping=True)
+    by_id = {r["trial_id"]: r for r in result.records}
+    assert by_id["3"]["status"] == "STOPPED" and by_id["3"]["stopped_at_epoch"] == 2
+    assert len(by_id["3"]["epochs"]["val_loss"]) == 2  # it trained no further
+    assert by_id["3"]["objective"] == pytest.approx(5.5)  # its last epoch's value
+    assert [by_id[k]["status"] for k in "0124"] == ["COMPLETED"] * 4  # the median itself goes on
+    assert result.best_objective == pytest.approx(0.25)  # trial 0 at epoch 4
+
+
+def test_hyperband_gives_trials_epoch_budgets_that_they_train(tmp_path):
+    result = tune("mlp", load_space(builtin_space_path("iris_mlp")), oracle="hyperband",
+                  max_trials=6, epochs_per_trial=3, directory=str(tmp_path))
+    assert len(result.records) == 6
+    for r in result.records:
+        assert r["status"] == "COMPLETED" and not any("tuner/" in k for k in r["hyperparameters"])
+        assert len(r["epochs"]["val_loss"]) == r["hyperband"]["epochs"] in (1, 3)
+    assert {r["hyperband"]["epochs"] for r in result.records} == {1, 3}
+
+
+def test_hyperband_with_median_stopping_resumes_after_a_kill(tmp_path):
+    from conftest import kill_when_exists
+
+    d = tmp_path / "tune"
+    args = ["--oracle=hyperband", "--median_stopping", "--max_trials=8",
+            "--epochs_per_trial=9", f"--directory={d}"]
+    kill_when_exists("tune.py", args, str(d / "search" / "trial_3" / "trial.json"))
+    before = [json.loads(l) for l in open(d / "search" / "trials.jsonl")]
+    assert len(before) == 3
+    proc = run_bin("tune.py", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(l) for l in open(d / "search" / "trials.jsonl")]
+    assert records[:3] == before  # finished trials kept as they were
+    assert sorted(int(r["trial_id"]) for r in records) == list(range(8))  # trial 3 rerun once
+    assert all(r["status"] in ("COMPLETED", "STOPPED") for r in records)
+    # Locally and with workers alike.
+    workers = run_bin("tune.py", "--oracle=hyperband", "--median_stopping", "--max_trials=5",
+                      "--epochs_per_trial=3", "--workers=2", f"--directory={tmp_path / 'w'}")
+    assert workers.returncode == 0, workers.stderr[-3000:]
+    records = [json.loads(l) for l in open(tmp_path / "w" / "search" / "trials.jsonl")]
+    assert len(records) == 5 and all("hyperband" in r for r in records)

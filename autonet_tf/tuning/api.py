@@ -70,12 +70,14 @@ def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_tri
                 objective: str | None = None, directory: str = "runs/tune", seed: int = 0,
                 dataset: str | None = None, epochs_per_trial: int = 5,
                 exploration: float | None = None, strategy=None,
-                quiet: bool = False) -> TrialTuner:
+                median_stopping: bool = False, quiet: bool = False) -> TrialTuner:
     """The KerasTuner tuner (chief, worker or single process, from the environment).
 
     ``strategy``: the tf.distribute strategy every trial of this process runs
     under (one object for all trials: two MirroredStrategy objects in one
     process mix up their collectives); None: TensorFlow's default.
+    ``median_stopping``: stop trials that fall behind the median of earlier
+    trials at the same epoch (see :mod:`autonet_tf.tuning.tuner`).
     """
     trial_fn = get_trial(trial) if isinstance(trial, str) else trial
     kt_objective = resolve_objective(space, objective)
@@ -86,8 +88,10 @@ def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_tri
         check_inputs(trial, dataset, [p.name for p in space.params])
     oracle_obj = create_oracle(oracle, space, kt_objective, max_trials, seed,
                                mixin=RecordingMixin, exploration=exploration,
+                               max_epochs=epochs_per_trial,
                                max_consecutive_failed_trials=max_trials + 1)
     oracle_obj.verbose = 0
+    oracle_obj.median_stopping = bool(median_stopping)
     if quiet:  # no per-trial printing or plotting (benchmarks); records are still kept
         oracle_obj.verbose_records = oracle_obj.summaries = False
     settings = {"oracle": oracle, "objective": [kt_objective.name, kt_objective.direction],
@@ -123,13 +127,17 @@ def summary_table(records: list[dict], objective: str) -> str:
     """A text table of every trial, best objective first."""
     done = sorted(records, key=lambda r: int(r["trial_id"]))
     names = sorted({k for r in done for k in r["hyperparameters"]})
-    header = ["trial", "status", objective, ACCURACY, "seconds"] + names
+    # Epochs a trial trained, where not all the same: Hyperband budgets, early stops.
+    budgets = any("hyperband" in r or "stopped_at_epoch" in r for r in done)
+    header = ["trial", "status", objective, ACCURACY, "seconds"] + (
+        ["epochs"] if budgets else []) + names
     rows = [header]
     for r in done:
+        epochs = r.get("stopped_at_epoch") or r.get("hyperband", {}).get("epochs", "-")
         rows.append([r["trial_id"], r["status"],
                      "-" if r["objective"] is None else f"{r['objective']:.5g}",
                      "-" if r.get(ACCURACY) is None else f"{r[ACCURACY]:.4f}",
-                     f"{r['seconds']:.1f}"]
+                     f"{r['seconds']:.1f}"] + ([str(epochs)] if budgets else [])
                     + [_short(r["hyperparameters"].get(n)) for n in names])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows)

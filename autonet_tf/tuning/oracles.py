@@ -42,7 +42,7 @@ from keras_tuner.engine import trial as trial_module
 from autonet_tf.errors import UserInputError
 from autonet_tf.tuning.space import Space
 
-ORACLES = ("weighted_random", "random", "grid", "bayesian")
+ORACLES = ("weighted_random", "random", "grid", "bayesian", "hyperband")
 DEFAULT_EXPLORATION = 0.1
 
 
@@ -166,12 +166,14 @@ class WeightedRandomOracle(kt.Oracle):
 
 def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int,
                   mixin: type | None = None, exploration: float | None = None,
-                  **kwargs) -> kt.Oracle:
+                  max_epochs: int = 10, **kwargs) -> kt.Oracle:
     """The oracle called ``name`` (one of :data:`ORACLES`) over ``space``.
 
     ``mixin`` (e.g. the tuner's recording mixin) is put in front of the
     oracle class; ``exploration`` is the weighted random oracle's (None: its
-    default); other keyword arguments go to the KerasTuner oracle.
+    default); ``max_epochs`` is Hyperband's largest epoch budget of a trial
+    (factor 3, one iteration; ``max_trials`` still caps the trials); other
+    keyword arguments go to the KerasTuner oracle.
     """
     if exploration is not None and name != "weighted_random":
         raise UserInputError(f"--exploration is a setting of the weighted_random oracle, "
@@ -179,7 +181,8 @@ def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int
     classes = {"weighted_random": WeightedRandomOracle,
                "random": kt.oracles.RandomSearchOracle,
                "grid": kt.oracles.GridSearchOracle,
-               "bayesian": kt.oracles.BayesianOptimizationOracle}
+               "bayesian": kt.oracles.BayesianOptimizationOracle,
+               "hyperband": kt.oracles.HyperbandOracle}
     if name not in classes:
         raise UserInputError(f"--oracle={name!r} is not known; expected one of "
                              f"{', '.join(ORACLES)}")
@@ -187,6 +190,13 @@ def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int
     if mixin is not None:
         cls = type(f"{mixin.__name__}{cls.__name__}", (mixin, cls), {})
     common = dict(objective=objective, max_trials=max_trials, seed=seed, **kwargs)
+    if name == "hyperband":
+        del common["max_trials"]  # Hyperband sizes its brackets itself; capped below
+        oracle = cls(hyperparameters=space.to_hyperparameters(), allow_new_entries=False,
+                     tune_new_entries=False, max_epochs=max_epochs, factor=3,
+                     hyperband_iterations=1, **common)
+        oracle.max_trials = max_trials
+        return oracle
     if name == "weighted_random":
         return cls(space, exploration=DEFAULT_EXPLORATION if exploration is None
                    else exploration, **common)

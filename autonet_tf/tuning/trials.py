@@ -3,7 +3,9 @@
 A trial function is ``fn(values: dict, context: TrialContext) -> dict`` and
 returns its final metrics (the objective among them); it may call
 ``context.report(epoch, metrics)`` after each epoch, which the chief prints
-and records. Built in (``trial:`` in the space file or ``--trial``):
+and records. ``report`` returns True when the search wants the trial to stop
+early (median stopping): the trial should then end as if its last epoch had
+been its final one (Keras trials do). Built in (``trial:`` in the space file or ``--trial``):
 
 * ``mlp``: an MLP on tabular data (iris from scikit-learn by default);
   parameters ``layers``, ``units``, ``dropout``, ``learning_rate``,
@@ -48,7 +50,7 @@ class TrialContext:
     dataset: str | None  # --dataset (None: the trial's default)
     epochs: int  # --epochs_per_trial
     seed: int
-    report: Callable[[int, dict], None] = lambda epoch, metrics: None
+    report: Callable[[int, dict], bool] = lambda epoch, metrics: False
     strategy: object = None  # tf.distribute.Strategy (None: TensorFlow's default)
 
     def scope(self):
@@ -64,7 +66,8 @@ class _Reporter(keras.callbacks.Callback):
         self.context = context
 
     def on_epoch_end(self, epoch, logs=None):
-        self.context.report(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+        if self.context.report(epoch + 1, {k: float(v) for k, v in (logs or {}).items()}):
+            self.model.stop_training = True  # stopped early: this epoch is the last
 
 
 def _split(x, y, fraction: float, seed: int):
@@ -181,7 +184,10 @@ def _config_fields(cls, values: dict, skip=()) -> dict:
 
 
 def _report_history(context: TrialContext, history: list[dict]) -> None:
-    """Sends an EpochLoop history (one record per epoch) to the chief, epoch by epoch."""
+    """Sends an EpochLoop history (one record per epoch) to the chief, epoch by epoch.
+
+    Sent after the run, so these trials are never stopped early.
+    """
     for row in history:
         context.report(row["epoch"], {"val_loss": row["val_loss"],
                                       "val_accuracy": row["val_accuracy"]})

@@ -23,6 +23,17 @@ the search goes on, unless two trials in a row fail with the same error: that
 error is shared by every trial (a missing file, a bad parameter), so the
 search stops and says so (:attr:`RecordingMixin.stop_reason`).
 
+Median stopping (``median_stopping=True``, any oracle): from epoch
+``MEDIAN_GRACE_EPOCHS + 1`` on, a trial whose objective at an epoch is worse
+than the median of the finished trials' objectives at that epoch (at least
+``MEDIAN_MIN_TRIALS`` of them) is told to stop; it ends with its last
+epoch's metrics and is recorded as STOPPED (not FAILED), with the epoch.
+
+Hyperband (``--oracle=hyperband``): KerasTuner's oracle hands each trial its
+epoch budget (``tuner/epochs``); trials train that many epochs from scratch
+(no warm start from the trial they continue), and the record keeps the
+bracket, round and epochs under ``hyperband``.
+
 Resume: the oracle's state (``oracle.json``) is reloaded by whichever
 process owns the oracle, the in-process tuner or the chief, so a rerun in
 either mode, with any number of workers, goes on where the last one stopped:
@@ -31,9 +42,11 @@ finished trials are never repeated and their records never overwritten.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
+import statistics
 import time
 import traceback
 import warnings
@@ -61,6 +74,10 @@ FINAL_MARK = "__final__"  # marks the report of a trial's final metrics
 INFO_MARK = "__info__"
 BEST_FILE = "best_hyperparameters.json"
 ERROR_FILE = "error.txt"  # in trial_<id>/: the traceback of a trial that raised
+MEDIAN_MIN_TRIALS = 3  # finished trials needed at an epoch before median stopping acts
+MEDIAN_GRACE_EPOCHS = 1  # epochs every trial runs before it can be stopped
+HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round",
+                  "tuner/trial_id")
 ACCURACY = "val_accuracy"  # the accuracy shown beside the objective (validation)
 SETTINGS_FILE = "tuning.json"  # what a resumed search must keep equal
 
@@ -74,6 +91,7 @@ class RecordingMixin:
 
     verbose_records = True  # print each epoch report and each ended trial
     summaries = True  # best JSON, plots, HParams after every trial (off: call write_summaries)
+    median_stopping = False  # see the module docstring
 
     def _records_path(self):
         return os.path.join(self._project_dir, TRIALS_FILE)
@@ -96,7 +114,30 @@ class RecordingMixin:
             shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
                              if isinstance(v, (int, float)))
             print(f"[trial {trial_id}] epoch {step}: {shown}", flush=True)
+        if not final and self.median_stopping:
+            median = self._median_at(step)
+            value = metrics.get(self.objective.name)
+            if median is not None and value is not None and (
+                    value > median if self.objective.direction == "min" else value < median):
+                if self.verbose_records:
+                    print(f"[trial {trial_id}] stopped early at epoch {step}: "
+                          f"{self.objective.name}={value:.4g} is worse than the median "
+                          f"{median:.4g} of earlier trials at that epoch", flush=True)
+                # The tuner reads the status of what this returns (also over gRPC).
+                result = copy.copy(result)
+                result.status = trial_module.TrialStatus.STOPPED
         return result
+
+    def _median_at(self, epoch: int):
+        """Median objective of finished trials at ``epoch`` (None: too few, or too early)."""
+        if epoch <= MEDIAN_GRACE_EPOCHS:
+            return None
+        name = self.objective.name
+        values = [r["epochs"][name][epoch - 1] for r in self.read_records()
+                  if r["status"] == "COMPLETED" and len(r["epochs"].get(name, ())) >= epoch]
+        if len(values) < MEDIAN_MIN_TRIALS:
+            return None
+        return float(statistics.median(values))
 
     def score_trial(self, trial):
         # The final value counts (KerasTuner would take the best epoch's).
@@ -138,10 +179,13 @@ class RecordingMixin:
         if _raised(trial.message):
             run_dir.write_text(os.path.join(self._get_trial_dir(trial.trial_id), ERROR_FILE),
                                trial.message)
+        values = dict(trial.hyperparameters.values)
+        budget = {k.split("/", 1)[1]: values.pop(k) for k in HYPERBAND_KEYS if k in values}
+        stopped = info.pop("stopped_at_epoch", None)
         record = {
             "trial_id": trial.trial_id,
-            "status": trial.status,
-            "hyperparameters": dict(trial.hyperparameters.values),
+            "status": "STOPPED" if stopped and trial.status == "COMPLETED" else trial.status,
+            "hyperparameters": values,
             "objective": trial.score if _finite(trial.score) else None,
             ACCURACY: metrics.get(ACCURACY),
             "seconds": round(time.time() - started.get(trial.trial_id, time.time()), 3),
@@ -150,6 +194,10 @@ class RecordingMixin:
             "message": error,
             **info,  # tuner, strategy, replicas, devices (and visible GPUs)
         }
+        if stopped:
+            record["stopped_at_epoch"] = stopped
+        if budget:
+            record["hyperband"] = budget
         records = self.read_records()
         if any(r["trial_id"] == trial.trial_id for r in records):
             return  # ended before (a worker that came back): its record stands
@@ -157,7 +205,8 @@ class RecordingMixin:
         run_dir.write_text(self._records_path(),
                            "".join(json.dumps(r) + "\n" for r in records))
         status = ("FAILED" if record["objective"] is None
-                  else f"{self.objective.name}={record['objective']:.5g}")
+                  else f"{self.objective.name}={record['objective']:.5g}"
+                  + (f" (stopped at epoch {stopped})" if stopped else ""))
         if self.verbose_records:
             print(f"[trial {trial.trial_id}] {status} in {record['seconds']:.1f} s "
                   f"{record['hyperparameters']}" + (f": {error}" if error else ""), flush=True)
@@ -217,8 +266,12 @@ def read_records(project_dir: str) -> list[dict]:
 
 
 def best_record(records: list[dict], direction: str) -> dict | None:
-    """The finished trial with the best objective (None when no trial finished)."""
-    done = [r for r in records if r["objective"] is not None]
+    """The finished trial with the best objective (None when no trial finished).
+
+    Trials stopped early count only when no trial ran to its end.
+    """
+    done = [r for r in records if r["objective"] is not None and r["status"] == "COMPLETED"]
+    done = done or [r for r in records if r["objective"] is not None]
     if not done:
         return None
     return (min if direction == "min" else max)(done, key=lambda r: r["objective"])
@@ -353,18 +406,28 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
+        epochs = self.epochs_per_trial
+        if "tuner/epochs" in values:  # Hyperband's budget for this trial
+            epochs = int(values["tuner/epochs"])
+        values = {k: v for k, v in values.items() if k not in HYPERBAND_KEYS}
 
         last_step = [0]
+        stopped = [None]
 
-        def report(epoch, metrics):
-            if self.oracle.objective.name in metrics:
-                last_step[0] = epoch
-                self.oracle.update_trial(trial.trial_id,
-                                         {k: float(v) for k, v in metrics.items()}, step=epoch)
+        def report(epoch, metrics) -> bool:
+            if self.oracle.objective.name not in metrics:
+                return False
+            last_step[0] = epoch
+            answer = self.oracle.update_trial(
+                trial.trial_id, {k: float(v) for k, v in metrics.items()}, step=epoch)
+            if getattr(answer, "status", None) == trial_module.TrialStatus.STOPPED:
+                stopped[0] = epoch
+                return True
+            return False
 
         context = TrialContext(trial_id=trial.trial_id,
                                directory=self.get_trial_dir(trial.trial_id),
-                               dataset=self.dataset, epochs=self.epochs_per_trial,
+                               dataset=self.dataset, epochs=epochs,
                                seed=self.seed + int(trial.trial_id), report=report,
                                strategy=self.strategy)
         self._send_info(trial, self.placement())
@@ -380,6 +443,8 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
                              f"{self.oracle.objective.name!r}")
         # The final metrics are the trial's result: reported as the step after
         # the last epoch, so they are what score_trial reads.
+        if stopped[0] is not None and stopped[0] < epochs:  # told at the last epoch: done
+            self._send_info(trial, {"stopped_at_epoch": stopped[0]})
         self.oracle.update_trial(trial.trial_id, {**final, FINAL_MARK: 1.0},
                                  step=last_step[0] + 1)
         return final
