@@ -314,10 +314,17 @@ def plot_progress(records: list[dict], objective: str, direction: str, directory
                                 (ACCURACY, ACCURACY, "max")):
         values = [r.get(key) for r in ordered]
         fig, ax = plt.subplots(figsize=(6, 4))
-        points = [(a, v) for a, v in zip(x, values) if v is not None]
+        points = [(a, v) for a, v, r in zip(x, values, ordered)
+                  if v is not None and r["status"] != "STOPPED"]
+        stopped = [(a, v) for a, v, r in zip(x, values, ordered)
+                   if v is not None and r["status"] == "STOPPED"]
         if points:
             ax.plot(*zip(*points), "o", label=name)
-        best = _best_so_far(values, best_dir)
+        if stopped:
+            ax.plot(*zip(*stopped), "x", color="grey", label="stopped early")
+        points += stopped
+        best = _best_so_far([None if r["status"] == "STOPPED" else v
+                             for v, r in zip(values, ordered)], best_dir)
         steps = [(a, b) for a, b in zip(x, best) if b is not None]
         if steps:
             ax.step(*zip(*steps), where="post", label="best so far")
