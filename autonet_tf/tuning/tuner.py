@@ -53,9 +53,12 @@ import warnings
 
 import keras_tuner as kt
 from keras_tuner.engine import trial as trial_module
-# The one private KerasTuner name used here: its DEBUG switch (on by default)
-# prints the full traceback of every failed trial; we print one line per
-# trial instead and keep the traceback in the trial's folder.
+# KerasTuner's private names are used here and nowhere else in the project:
+# - its DEBUG switch (on by default) prints the full traceback of every failed
+#   trial; we print one line per trial and keep the traceback in its folder;
+# - the chief's gRPC servicer (see _serve_trials): KerasTuner's own server
+#   loop checks for the end of the search every 20 s, a wait users saw as a
+#   hang after the last trial.
 from keras_tuner.src import config as _kt_config
 
 from autonet_tf.errors import UserInputError
@@ -242,6 +245,32 @@ class RecordingMixin:
         return trial
 
 
+def _serve_trials(oracle, poll_s: float = 0.5) -> None:
+    """The chief: serves the oracle to the workers until the search is over.
+
+    As KerasTuner's ``oracle_chief.start_server``, but the end (budget spent
+    or search stopped, no trial running, every worker told) is noticed within
+    ``poll_s`` seconds instead of 20.
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    server.add_insecure_port(
+        f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
+    server.start()
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(poll_s)
+    finally:
+        server.stop(grace=1.0)
+
+
 def _raised(message) -> bool:
     """Whether a trial's message is the traceback of an exception it raised."""
     return bool(message) and message.startswith("Traceback")
@@ -375,6 +404,13 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
         self.dataset = dataset
         self.epochs_per_trial = epochs_per_trial
         self.seed = seed
+
+    def search(self, *args, **kwargs):
+        if os.environ.get("KERASTUNER_ORACLE_IP") and "chief" in self.tuner_id:
+            self.save()
+            _serve_trials(self.oracle)
+            return
+        super().search(*args, **kwargs)
 
     def _resume(self, settings: dict) -> None:
         """Reloads the oracle's state whoever wrote it; refuses changed settings.
