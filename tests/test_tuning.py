@@ -155,6 +155,15 @@ def test_exploration_moves_axes_on_which_the_two_best_points_agree():
     wide = [sample_near(b1, b2, 0, rng, min_margin=0.05)[1] for _ in range(50)]
     assert set(plain) == {0.5}
     assert min(wide) < 0.48 and max(wide) > 0.52 and all(0.45 <= w <= 0.55 for w in wide)
+    # On a discrete axis the box reaches at least the neighbouring values.
+    space = load_space(builtin_space_path("simple_cnn"))
+    assert [round(p.resolution, 3) for p in space.axes] == [0.25, 0.002, 0.333]
+    b1, b2 = space.encode({"conv_layers": 2, "numhidden": 100, "dropout": 0.2}), \
+        space.encode({"conv_layers": 2, "numhidden": 300, "dropout": 0.2})
+    margin = np.maximum(0.05, [p.resolution for p in space.axes])
+    layers = {space.decode(sample_near(b1, b2, 0, rng, margin))["conv_layers"]
+              for _ in range(200)}
+    assert layers == {1, 2, 3}
 
 
 def test_two_trials_failing_the_same_way_stop_the_search(tmp_path):

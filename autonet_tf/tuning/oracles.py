@@ -17,7 +17,8 @@ distributed chief/worker mode are reused as they are):
 
 Exploration (``exploration`` = e, default 0.1): with probability e a trial
 is drawn uniformly from the whole cube instead, and the box around b1 and b2
-reaches at least e/2 beyond them on every axis. Without it the search can
+reaches at least e/2 beyond them on every axis, and at least one value
+beyond them on a discrete axis (ints, choices, stepped floats). Without it the search can
 never leave the basin its first two points lie in, and an axis on which b1
 and b2 agree never moves again; measured with ``bin/benchmark_oracles.py``
 (BUILD.md), e = 0.1 beats random search where e = 0 loses to it.
@@ -63,20 +64,20 @@ def anchor_probability(v1: float, v2: float, direction: str = "min") -> float:
     return (v2 / total) if direction == "min" else (v1 / total)
 
 
-def sample_near(b1, b2, anchor: int, rng: np.random.Generator, min_margin: float = 0.0,
+def sample_near(b1, b2, anchor: int, rng: np.random.Generator, min_margin=0.0,
                 max_tries: int = 10000):
     """A uniform point of the widened, clipped box of b1 and b2 nearer to b_anchor.
 
     ``anchor`` is 0 for b1, 1 for b2. The box reaches half the distance of
     b1 and b2 beyond them on every axis, at least ``min_margin``. When
     b1 == b2 it is +-max(0.1, min_margin) around them, so the search can
-    still move.
+    still move. ``min_margin`` is a number or one per axis.
     """
     b1 = np.asarray(b1, np.float64)
     b2 = np.asarray(b2, np.float64)
     distance = np.abs(b1 - b2)
     if not distance.any():  # nothing to be nearer to: uniform in a small box
-        margin = max(0.1, min_margin)
+        margin = np.maximum(0.1, min_margin)
         return rng.uniform(np.clip(b1 - margin, 0.0, 1.0), np.clip(b1 + margin, 0.0, 1.0))
     margin = np.maximum(distance / 2, min_margin)
     lo = np.clip(np.minimum(b1, b2) - margin, 0.0, 1.0)
@@ -89,8 +90,7 @@ def sample_near(b1, b2, anchor: int, rng: np.random.Generator, min_margin: float
     return near.copy()
 
 
-def next_point(b1, b2, v1, v2, direction: str, rng: np.random.Generator,
-               min_margin: float = 0.0):
+def next_point(b1, b2, v1, v2, direction: str, rng: np.random.Generator, min_margin=0.0):
     """One weighted-random step: (point, anchor index 0/1, p1)."""
     p1 = anchor_probability(v1, v2, direction)
     anchor = 0 if rng.uniform() < p1 else 1
@@ -158,8 +158,12 @@ class WeightedRandomOracle(kt.Oracle):
                 point = rng.uniform(0.0, 1.0, n)
             else:
                 (b1, v1), (b2, v2) = results[0], results[1]
+                margin = 0.0  # exploration 0: the plain algorithm
+                if self.exploration:
+                    margin = np.maximum(self.exploration / 2,
+                                        [p.resolution for p in self.space.axes])
                 point, _, _ = next_point(b1, b2, v1, v2, self.objective.direction, rng,
-                                         min_margin=self.exploration / 2)
+                                         min_margin=margin)
         return {"status": trial_module.TrialStatus.RUNNING,
                 "values": self.space.decode(point)}
 

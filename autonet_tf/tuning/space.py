@@ -73,6 +73,24 @@ class Param:
             return int(min(max(round(x), self.min), self.max))
         return float(min(max(x, self.min), self.max))
 
+    @property
+    def resolution(self) -> float:
+        """The widest gap between neighbouring values on the unit axis (0: continuous).
+
+        Choices and ints are discrete; a float with ``step`` is too. On a log
+        axis the widest gap is the first one.
+        """
+        if self.type == "fixed":
+            return 0.0
+        if self.type == "choice":
+            return 1.0 / (len(self.values) - 1) if len(self.values) > 1 else 0.0
+        step = self.step or (1 if self.type == "int" else None)
+        if not step or self.max == self.min:
+            return 0.0
+        if self.log:
+            return math.log((self.min + step) / self.min) / math.log(self.max / self.min)
+        return min(1.0, step / (self.max - self.min))
+
     def encode(self, value) -> float:
         """Value -> unit-interval coordinate (inverse of :meth:`decode` on its grid)."""
         if self.type == "fixed":
