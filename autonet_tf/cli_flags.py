@@ -50,8 +50,10 @@ def define_data_flags() -> None:
         "sub-folders. With --model=rnn: 'synthetic' (generated, the default), 'ptb' (with "
         "--data_dir) or a directory with train.txt, valid.txt and test.txt.")
     flags.DEFINE_string("data_dir", None,
-                        "tfds data directory (datasets prepared with `tfds build`); with "
+                        "tfds data directory (default: tfds' own, ~/tensorflow_datasets); with "
                         "--dataset=ptb the Penn Treebank folder.")
+    flags.DEFINE_bool("download", True, "Download and prepare a tfds dataset that is not in "
+                      "--data_dir yet (--nodownload: fail instead).")
     flags.DEFINE_enum("augment", "auto", ["auto", "on", "off"],
                       "Random crop + flip (auto: on for CIFAR).")
     flags.DEFINE_integer("image_size", None, "Resize image-folder datasets to this size.")
@@ -59,7 +61,7 @@ def define_data_flags() -> None:
 
 def data_config() -> DataConfig:
     return DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, augment=FLAGS.augment,
-                      image_size=FLAGS.image_size)
+                      image_size=FLAGS.image_size, download=FLAGS.download)
 
 
 def dataset_stem() -> str:

@@ -48,6 +48,7 @@ class DataConfig:
 
     dataset: str = "digits"
     data_dir: str | None = None
+    download: bool = True  # a tfds dataset not prepared in data_dir is downloaded
     # Random crop (padding H/8, i.e. 4 for 32x32) + horizontal flip, as the
     # reference's CIFAR transforms. 'auto' turns it on for cifar10/cifar100.
     augment: str = "auto"

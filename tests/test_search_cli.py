@@ -129,7 +129,12 @@ def _npz(path, **overrides):
 
 @pytest.mark.parametrize("make_args, fragments", [
     (lambda t: ["--dataset=imagenet_fake"], ["--dataset='imagenet_fake' is not a known dataset"]),
-    (lambda t: ["--dataset=cifar10", f"--data_dir={t}"], ["not prepared", "tfds build cifar10"]),
+    # Downloaded by default; this machine has no network: one line, in seconds.
+    (lambda t: ["--dataset=cifar10", f"--data_dir={t / 'tfds'}"],
+     ["not prepared in", "downloading it failed (cannot reach www.cs.toronto.edu",
+      "tfds build cifar10"]),
+    (lambda t: ["--dataset=mnist", f"--data_dir={t}", "--nodownload"],
+     ["not prepared in", "(--nodownload)", "tfds build mnist"]),
     (lambda t: ["--epochs=0"], ["--epochs=0 is invalid", "> 0"]),
     (lambda t: ["--order=third"], ["--order"]),
     (lambda t: ["--train_portion=1.5"], ["--train_portion=1.5 is invalid"]),

@@ -10,8 +10,10 @@ Sources (``DataConfig.dataset``):
 * ``digits`` (default, embedded): scikit-learn's 8x8 handwritten digits,
   1,797 images, 10 classes; works offline.
 * a tfds name: cifar10, cifar100, mnist, fashion_mnist, svhn_cropped, read
-  from ``--data_dir`` with ``download=False`` (prepare it once with
-  ``tfds build NAME --data_dir=DIR`` on a machine with network).
+  from ``--data_dir`` (tfds' default directory when unset). A dataset not
+  prepared there is downloaded and prepared by tfds (its own progress
+  output) unless ``DataConfig.download`` is off (``--nodownload``). Without
+  network this fails within seconds: the download host is checked first.
 * a path to an ``.npz`` file in the MedMNIST layout (train_images,
   train_labels, val_images, val_labels, test_images, test_labels).
 * a folder with one sub-folder of images per class.
@@ -69,7 +71,7 @@ def load(config: DataConfig, seed: int = 0) -> ImageDataset:
     if name == "digits":
         dataset = _digits(config.test_fraction, seed)
     elif name in TFDS_DATASETS:
-        dataset = _tfds(name, config.data_dir)
+        dataset = _tfds(name, config.data_dir, config.download)
     elif name.endswith(".npz"):
         dataset = _npz(name)
     elif os.path.isdir(name):
@@ -115,19 +117,68 @@ def _digits(test_fraction: float, seed: int) -> ImageDataset:
                    [str(c) for c in digits.target_names])
 
 
-def _tfds(name: str, data_dir: str | None) -> ImageDataset:
+# Where tfds downloads each dataset from (its builders' URLs).
+DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "cifar100": "www.cs.toronto.edu",
+                  "mnist": "storage.googleapis.com",
+                  "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+                  "svhn_cropped": "ufldl.stanford.edu"}
+NETWORK_CHECK_S = 10.0  # longest wait for the download host before giving up
+
+
+def reachable(host: str, port: int = 443, timeout: float = NETWORK_CHECK_S) -> str | None:
+    """None when ``host:port`` accepts a connection within ``timeout`` s, else why not.
+
+    Name resolution can hang longer than any socket timeout, so the attempt
+    runs in a daemon thread that is abandoned at the deadline.
+    """
+    import socket
+    import threading
+
+    outcome = ["no answer within %g s" % timeout]
+
+    def attempt():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome[0] = None
+        except OSError as e:
+            outcome[0] = str(e) or type(e).__name__
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0]
+
+
+def _tfds(name: str, data_dir: str | None, download: bool = True) -> ImageDataset:
     import tensorflow_datasets as tfds
 
-    hint = (f"prepare it on a machine with network access: "
-            f"`tfds build {name} --data_dir=DIR`, then pass --data_dir=DIR")
-    if data_dir is not None and not os.path.isdir(data_dir):
+    hint = (f"prepare it on a machine with network access (`tfds build {name} "
+            f"--data_dir=DIR`), copy DIR here and pass --data_dir=DIR")
+    if not download and data_dir is not None and not os.path.isdir(data_dir):
         raise UserInputError(f"--data_dir={data_dir!r} does not exist; {hint}")
+    where = data_dir or "the default tfds directory (~/tensorflow_datasets)"
+    from absl import logging as absl_logging
+
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # tfds warns about what it lacks
     try:
         splits, info = tfds.load(name, split=["train", "test"], data_dir=data_dir,
                                  download=False, as_supervised=True, with_info=True)
     except AssertionError:
-        where = data_dir or "the default tfds directory (~/tensorflow_datasets)"
-        raise UserInputError(f"--dataset={name}: not prepared in {where}; {hint}") from None
+        if not download:
+            raise UserInputError(f"--dataset={name}: not prepared in {where} (--nodownload); "
+                                 f"{hint}") from None
+        host = DOWNLOAD_HOSTS.get(name, "storage.googleapis.com")
+        problem = reachable(host)
+        if problem:
+            raise UserInputError(f"--dataset={name}: not prepared in {where}, and downloading "
+                                 f"it failed (cannot reach {host}: {problem}); {hint}") from None
+        absl_logging.set_verbosity(verbosity)
+        print(f"Downloading and preparing {name} into {where} (once) ...", flush=True)
+        splits, info = tfds.load(name, split=["train", "test"], data_dir=data_dir,
+                                 download=True, as_supervised=True, with_info=True)
+    finally:
+        absl_logging.set_verbosity(verbosity)
     (x_train, y_train), (x_test, y_test) = (_to_numpy(tfds, s, name, split_name)
                                             for s, split_name in zip(splits, ("train", "test")))
     label = info.features["label"]
