@@ -1,4 +1,5 @@
-"""Installs the autonet_tf package (library only; programs live in bin/)."""
+"""Installs the autonet_tf package and its programs (autonet-search, -train, -evaluate,
+-tune, -visualize; bin/*.py run the same programs from a checkout)."""
 
 import pathlib
 
@@ -24,4 +25,7 @@ setup(
     python_requires=">=3.10",
     install_requires=_requirements(),
     extras_require={"test": ["pytest>=8"], "gpu": ["tensorflow[and-cuda]==2.21.*"]},
+    entry_points={"console_scripts": [
+        f"autonet-{name}=autonet_tf.programs.{name}:run"
+        for name in ("search", "train", "evaluate", "tune", "visualize")]},
 )

@@ -67,11 +67,13 @@ def help_text(full: bool = False) -> str:
 
     With ``full`` also the flags of absl and TensorFlow.
     """
-    main = sys.modules.get("__main__")
-    parts = [(main.__doc__ or "").strip()] if main is not None and main.__doc__ else []
+    program = _PROGRAM[0] or sys.modules.get("__main__")
+    parts = [(program.__doc__ or "").strip()] if program is not None and program.__doc__ else []
     grouped = {n for names in FLAG_GROUPS.values() for n in names}
     by_module = flags.FLAGS.flags_by_module_dict()
-    own_module = next((m for m in by_module if m == sys.argv[0] or m == "__main__"), None)
+    names = {sys.argv[0], "__main__", getattr(program, "__name__", None),
+             getattr(program, "__file__", None)}
+    own_module = next((m for m in by_module if m in names), None)
     own = [f for f in by_module.get(own_module, []) if f.name not in grouped]
     sections = []
     if own:
@@ -139,8 +141,13 @@ def _import_tensorflow_quietly() -> None:
                 print(line, file=sys.stderr)
 
 
+#: the module of the program being run (its docstring and flags head --help)
+_PROGRAM: list = [None]
+
+
 def run(main) -> None:
     """``absl.app.run`` with one-line errors and exit code 2 for bad input."""
+    _PROGRAM[0] = sys.modules.get(main.__module__)
 
     def wrapped(argv):
         if len(argv) > 1:

@@ -23,76 +23,10 @@ the export scores token sequences (SavedModel + vocab.txt).
 import os
 import sys
 
+# From a checkout without installing; installed, `autonet-train` is the same program.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import flags  # noqa: E402
-
-from autonet_tf import cli, cli_flags  # noqa: E402
-
-flags.DEFINE_enum("model", "cnn", ["cnn", "rnn"],
-                  "CNN cells (image classifier) or a recurrent cell (language model).")
-flags.DEFINE_string("genotype", None, "DARTS_V1, DARTS_V2, a genotype JSON file (e.g. "
-                    "<search run>/genotype.json) or inline genotype JSON.", required=True)
-flags.DEFINE_string("model_dir", None, "Run directory (default runs/train_<dataset>).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_bool("export", True, "Export the trained network to <model_dir>/export.")
-cli_flags.define_data_flags()
-cli_flags.define_train_flags()
-cli_flags.define_runtime_flags()
-cli_flags.define_rnn_flags(train=True)
-FLAGS = flags.FLAGS
-
-CNN_ONLY = ("layers", "init_channels", "learning_rate_min", "momentum", "augment",
-            "image_size", "network", "auxiliary", "auxiliary_weight", "drop_path_prob",
-            "cutout_length", "tflite")
-RNN_ONLY = cli_flags.RNN_FLAGS + ("nonmono",)
-
-
-def main_rnn():
-    from autonet_tf.configs import RNNTrainConfig
-
-    cli_flags.reject_flags(CNN_ONLY, "rnn")
-    data = cli_flags.text_data_config()
-    model_dir = FLAGS.model_dir or os.path.join(
-        "runs", "train_rnn_" + (os.path.basename(os.path.normpath(data.dataset)) or "data"))
-    names = {n: n for n in cli_flags.RNN_FLAGS + cli_flags.RNN_SHARED + ("nonmono",)}
-    config = cli_flags.rnn_config(
-        RNNTrainConfig, data, model_dir, names,
-        cli_flags.SYNTHETIC_TRAIN_PRESET if data.dataset == "synthetic" else None,
-        genotype=FLAGS.genotype, export=FLAGS.export)
-    from autonet_tf.distribute.strategy import prepare_devices
-
-    prepare_devices(config.strategy, config.num_devices)
-    from autonet_tf.train import run_rnn_train
-
-    result = run_rnn_train(config)
-    print(f"Test perplexity: {result.metrics['test_perplexity']:.2f} (valid "
-          f"{result.metrics['valid_perplexity']:.2f}), {result.parameters:,} parameters")
-    if result.export_dir:
-        print(f"Exported: {result.export_dir}")
-    print(f"Run directory: {result.model_dir}")
-
-
-def main(argv):
-    del argv
-    if FLAGS.model == "rnn":
-        return main_rnn()
-    cli_flags.reject_flags(RNN_ONLY, "cnn")
-    model_dir = FLAGS.model_dir or os.path.join("runs", f"train_{cli_flags.dataset_stem()}")
-    config = cli_flags.train_config("", cli_flags.data_config(), model_dir, FLAGS.genotype,
-                                    FLAGS.seed, export=FLAGS.export)
-    from autonet_tf.distribute.strategy import prepare_devices
-
-    prepare_devices(config.strategy, config.num_devices)
-    from autonet_tf.train import run_train
-
-    result = run_train(config)
-    print(f"Test accuracy: {result.test_accuracy:.4f} (loss {result.test_loss:.4f}), "
-          f"{result.parameters:,} parameters")
-    if result.export_dir:
-        print(f"Exported: {result.export_dir}")
-    print(f"Run directory: {result.model_dir}")
-
+from autonet_tf.programs.train import run  # noqa: E402
 
 if __name__ == "__main__":
-    cli.run(main)
+    run()

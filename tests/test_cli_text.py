@@ -43,3 +43,19 @@ def test_result_files_are_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask and mode & stat.S_IROTH
+
+
+@pytest.mark.parametrize("name, flag", [("search", "--train_epochs"), ("train", "--epochs"),
+                                        ("evaluate", "--saved_model"), ("tune", "--oracle"),
+                                        ("visualize", "--genotype")])
+def test_installed_console_programs_run_without_the_checkout(tmp_path, name, flag):
+    """`pip install .` (bin/install.sh) provides autonet-<name>, runnable from anywhere."""
+    import shutil
+    import subprocess
+
+    program = shutil.which(f"autonet-{name}")
+    assert program, f"autonet-{name} is not installed (bash bin/install.sh)"
+    proc = subprocess.run([program, "--help"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=""))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"  {flag}\n" in proc.stdout
