@@ -64,6 +64,7 @@ def _rel_err(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
+@pytest.mark.slow
 def test_second_order_matches_exact_unrolled_gradient(float64):
     model, opt, grads, architect, train, val = _setup("second")
     _, approx, _ = architect.gradients(train, val)
@@ -75,6 +76,7 @@ def test_second_order_matches_exact_unrolled_gradient(float64):
     assert _rel_err(first, exact) > 1e-2
 
 
+@pytest.mark.slow
 def test_finite_difference_hvp_matches_nested_tapes(float64):
     model, opt, grads, architect, train, val = _setup("second")
     weights, alphas = architect.values()
@@ -106,6 +108,7 @@ def test_first_order_is_grad_alpha_of_validation_loss(trace_sharing):
     assert _rel_err(approx, exact) < 1e-5
 
 
+@pytest.mark.slow
 def test_architect_passes_leave_weights_and_batchnorm_statistics_untouched(float64):
     model, opt, grads, architect, train, val = _setup("second")
     before = [np.array(v) for v in model.variables]

@@ -124,6 +124,7 @@ def test_cell_config_round_trip_rebuilds_the_same_structure():
 
 
 @pytest.mark.parametrize("sharing", ["inline", "call"])
+@pytest.mark.slow
 def test_shared_edge_traces_give_the_same_losses_gradients_and_statistics(sharing):
     x = tf.random.stateless_uniform((4, 8, 8, 3), [1, 2])
     y = tf.constant([0, 1, 2, 1])

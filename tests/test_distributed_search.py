@@ -38,6 +38,7 @@ def _assert_replicas_identical(strategy, variables):
 
 
 @pytest.mark.parametrize("order", ["first"])
+@pytest.mark.slow
 def test_mirrored_search_step_matches_single_device(order, tmp_path, mirrored_strategy):
     single = _train(tf.distribute.get_strategy(), order, tmp_path / "one")
     mirrored = _train(mirrored_strategy, order, tmp_path / "two")
@@ -53,6 +54,7 @@ def test_mirrored_search_step_matches_single_device(order, tmp_path, mirrored_st
     assert single.arch_optimizer.iterations.numpy() == 2
 
 
+@pytest.mark.slow
 def test_mirrored_recurrent_search_second_order(tmp_path, mirrored_strategy):
     config = RNNSearchConfig(model_dir=str(tmp_path), order="second", epochs=1, batch_size=8,
                              bptt=10, emsize=16, nhid=16, progress=False, max_steps_per_epoch=2)

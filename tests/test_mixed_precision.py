@@ -29,6 +29,7 @@ def _check_steps(trainer, compute):
 
 @pytest.mark.parametrize("policy, order", [("mixed_bfloat16", "second"),
                                            ("mixed_float16", "first")])
+@pytest.mark.slow
 def test_recurrent_search_under_mixed_precision(tmp_path, policy, order):
     config = RNNSearchConfig(model_dir=str(tmp_path), order=order, epochs=1, batch_size=8,
                              bptt=10, emsize=16, nhid=16, progress=False, max_steps_per_epoch=2,

@@ -15,6 +15,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from autonet_tf.configs import SearchConfig
@@ -92,6 +93,7 @@ def _assert_same_search(chief_dir, reference, atol):
     assert moved > 20 * atol  # the alphas moved by far more than the tolerance
 
 
+@pytest.mark.slow
 def test_two_workers_second_order_equal_one_process_and_only_the_chief_writes(tmp_path):
     # Each worker has its own --model_dir, as on two hosts without a shared disk.
     chief, worker = tmp_path / "chief", tmp_path / "worker"
@@ -111,6 +113,7 @@ def test_two_workers_second_order_equal_one_process_and_only_the_chief_writes(tm
     assert not (chief / ".workers").exists()
 
 
+@pytest.mark.slow
 def test_terminated_worker_checkpoints_the_cluster_and_the_rerun_finishes(tmp_path):
     d = tmp_path / "run"
     args = ["--order=first", "--epochs=1", "--max_steps_per_epoch=24", "--checkpoint_every=2",

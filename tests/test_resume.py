@@ -80,6 +80,7 @@ def _compare_with_resumed(make, run, tmp_path):
     return whole, resumed
 
 
+@pytest.mark.slow
 def test_cnn_search_resumes_every_variable(tmp_path):
     data = images.load(DataConfig(), 5)
 
@@ -97,6 +98,7 @@ def test_cnn_search_resumes_every_variable(tmp_path):
     assert b["val_accuracy"] == a["val_accuracy"]
 
 
+@pytest.mark.slow
 def test_network_training_resumes_every_variable_and_exports_the_same_model(tmp_path):
     data = images.load(DataConfig(), 3)
 
@@ -128,6 +130,7 @@ def _rnn_common(d):
                 progress=False, max_steps_per_epoch=STEPS, checkpoint_every=1)
 
 
+@pytest.mark.slow
 def test_recurrent_search_resumes_every_variable(tmp_path):
     corpus = text.synthetic_corpus()
 

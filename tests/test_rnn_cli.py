@@ -28,6 +28,7 @@ def _history(d):
     return [json.loads(line) for line in open(os.path.join(d, "history.jsonl"))]
 
 
+@pytest.mark.slow
 def test_rnn_search_then_retrain_and_export(tmp_path, corpus_dir):
     d = str(tmp_path / "run")
     proc = run_bin("search.py", *TINY, f"--dataset={corpus_dir}", f"--model_dir={d}",
@@ -61,6 +62,7 @@ def test_rnn_search_then_retrain_and_export(tmp_path, corpus_dir):
     assert "Test perplexity:" in proc.stdout
 
 
+@pytest.mark.slow
 def test_exported_language_model_reproduces_in_memory_log_probs(tmp_path):
     config = RNNTrainConfig(data=TextDataConfig("synthetic"), genotype="DARTS_V1",
                             model_dir=str(tmp_path / "train"), epochs=2, batch_size=8, bptt=10,
@@ -99,6 +101,7 @@ def test_exported_language_model_reproduces_in_memory_log_probs(tmp_path):
     assert f"perplexity {result.metrics['test_perplexity']:.2f}" in proc.stdout, proc.stdout
 
 
+@pytest.mark.slow
 def test_killed_rnn_training_resumes_and_finishes(tmp_path):
     d = str(tmp_path / "run")
     args = ["train.py", *TINY, "--genotype=DARTS_V2", f"--model_dir={d}", "--epochs=2",

@@ -56,6 +56,7 @@ def _scalar_tags(logdir):
     return set(acc.Tags()["tensors"])
 
 
+@pytest.mark.slow
 def test_search_on_embedded_digits_trains_and_exports_the_result(tmp_path):
     d = str(tmp_path / "run")
     proc = run_bin("search.py", f"--model_dir={d}", "--epochs=2", *TINY_RETRAIN)
@@ -84,6 +85,7 @@ def test_search_on_embedded_digits_trains_and_exports_the_result(tmp_path):
     assert "epoch_loss" in _scalar_tags(os.path.join(d, "logs", "val"))
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_from_its_checkpoint(tmp_path):
     d = str(tmp_path / "run")
     # 2 steps per epoch, a checkpoint every step: ckpt-3 is epoch 2, step 1.

@@ -13,6 +13,7 @@ TINY = ["--layers=3", "--init_channels=4", "--batch_size=32", "--max_steps_per_e
         "--checkpoint_every=1"]
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_then_evaluates_in_a_fresh_process(tmp_path):
     d = str(tmp_path / "run")
     # A non-default seed: the digits test split depends on it, and evaluate.py
@@ -120,6 +121,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, script, make_args, fragments
     assert not d.exists(), "bad input must not leave a run directory behind"
 
 
+@pytest.mark.slow
 def test_training_under_mirrored_strategy_from_the_cli(tmp_path):
     # A fresh process must split its CPU into 2 devices before TensorFlow starts.
     d = tmp_path / "run"

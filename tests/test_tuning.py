@@ -237,6 +237,7 @@ def test_shipped_spaces_load():
     assert [p.name for p in cnn.params] == ["conv_layers", "numhidden", "dropout"]
 
 
+@pytest.mark.slow
 def test_chief_and_two_workers_finish_the_budget_once_each(tmp_path):
     d = tmp_path / "tune"
     # Modes mixed on one directory: in-process, chief + 2 workers, in-process again.
@@ -283,6 +284,7 @@ def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
     assert not (tmp_path / "run").exists()  # nothing left behind
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_its_trial_runs_again(tmp_path):
     import signal
     import subprocess
@@ -320,6 +322,7 @@ def test_a_killed_worker_is_restarted_and_its_trial_runs_again(tmp_path):
     assert all(r["status"] == "COMPLETED" for r in records)
 
 
+@pytest.mark.slow
 def test_image_and_darts_trials_run_through_the_tuner(tmp_path):
     cnn = tune("simple_cnn", load_space(builtin_space_path("simple_cnn")), max_trials=2,
                directory=str(tmp_path / "cnn"), epochs_per_trial=2, objective="val_accuracy")
@@ -343,6 +346,7 @@ def test_image_and_darts_trials_run_through_the_tuner(tmp_path):
     assert first["hyperparameters"]["arch_learning_rate"] == pytest.approx(10 ** (-4 + 2 / 3))
 
 
+@pytest.mark.slow
 def test_a_trial_under_a_mirrored_strategy_scores_as_on_one_device(tmp_path, mirrored_strategy):
     # No dropout: the trial is deterministic up to float summation order.
     space = parse_space({"learning_rate": {"type": "float", "min": 1e-3, "max": 1e-1,
@@ -362,6 +366,7 @@ def test_a_trial_under_a_mirrored_strategy_scores_as_on_one_device(tmp_path, mir
         assert [d[-5:] for d in b["devices"]] == ["CPU:0", "CPU:1"]
 
 
+@pytest.mark.slow
 def test_each_local_worker_gets_its_own_devices(tmp_path):
     # A host that shows four GPUs (faked: this machine has none, so each worker
     # falls back to its CPU split in two, mirrored).
@@ -411,6 +416,7 @@ def test_hyperband_gives_trials_epoch_budgets_that_they_train(tmp_path):
     assert {r["hyperband"]["epochs"] for r in result.records} == {1, 3}
 
 
+@pytest.mark.slow
 def test_hyperband_with_median_stopping_resumes_after_a_kill(tmp_path):
     from conftest import kill_when_exists
 
