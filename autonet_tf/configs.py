@@ -149,6 +149,9 @@ class SearchConfig(RuntimeConfig):
     # Epochs that train only the weights before the alphas move (0 = the
     # reference; later DARTS variants such as PC-DARTS warm up for 15).
     arch_warmup_epochs: int = 0
+    # At most this many skip connections in the derived normal cell (P-DARTS
+    # uses 2 against the collapse to skips); None: no cap, the reference.
+    max_skip: int | None = None
     alpha_init_scale: float = 1e-3  # model_search.py: 1e-3 * randn
     unrolled_epsilon: float = 0.01  # architect.py: R = 0.01 / ||v||
     seed: int = 2  # train_search.py --seed
@@ -165,6 +168,10 @@ class SearchConfig(RuntimeConfig):
         _check(isinstance(self.arch_warmup_epochs, int) and
                0 <= self.arch_warmup_epochs < max(self.epochs, 1), "arch_warmup_epochs",
                self.arch_warmup_epochs, f"an integer in [0, --epochs) (--epochs={self.epochs})")
+        if self.max_skip is not None:
+            _check(isinstance(self.max_skip, int) and 0 <= self.max_skip <= 2 * self.steps,
+                   "max_skip", self.max_skip,
+                   f"an integer in [0, {2 * self.steps}] (2 edges per node)")
         for name in ("epochs", "batch_size", "layers", "init_channels", "steps",
                      "multiplier", "stem_multiplier", "checkpoint_every", "log_every"):
             _positive(name, getattr(self, name))

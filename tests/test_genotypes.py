@@ -127,3 +127,24 @@ def test_genotype_is_immutable():
         DARTS_V2.normal = ()
     assert isinstance(hash(DARTS_V2), int)
     assert genotypes.num_edges(4) == 14
+
+
+def test_max_skip_rules_out_the_weakest_skip_connections_until_the_cap_holds():
+    from autonet_tf.search_space.genotypes import PRIMITIVES, derive, num_edges
+
+    rng = np.random.default_rng(0)
+    skip, sep = PRIMITIVES.index("skip_connect"), PRIMITIVES.index("sep_conv_3x3")
+    normal = rng.normal(0, 0.01, (num_edges(4), len(PRIMITIVES)))
+    normal[:, skip] += np.linspace(1.0, 2.0, num_edges(4))  # skips dominate every edge
+    normal[:, sep] += 0.5  # the runner-up everywhere
+    reduce = rng.normal(0, 0.01, (num_edges(4), len(PRIMITIVES)))
+    plain = derive(normal, reduce)
+    assert sum(op == "skip_connect" for op, _ in plain.normal) == 8  # collapsed
+    capped = derive(normal, reduce, max_skip=2)
+    kept = [(op, j) for op, j in capped.normal if op == "skip_connect"]
+    assert len(kept) == 2
+    # The two kept are the strongest skips: the last node's edges (largest rows).
+    assert capped.normal[-2:] == plain.normal[-2:] and set(capped.normal[-2:]) == set(kept)
+    assert all(op == "sep_conv_3x3" for op, _ in capped.normal[:-2])
+    assert capped.reduce == plain.reduce  # the reduction cell is not capped
+    assert derive(normal, reduce, max_skip=8) == plain

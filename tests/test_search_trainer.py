@@ -1,5 +1,7 @@
 """The CNN search loop: architecture warm-up and how decided the alphas are."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,19 @@ def test_alphas_stay_put_during_the_warm_up_and_move_after_it(tmp_path):
         assert 0.0 < record["alpha_entropy_normal"] <= 1.0
         assert record["alpha_margin_normal"] >= 0.0
     assert history[1]["alpha_entropy_normal"] < history[0]["alpha_entropy_normal"]
+
+
+def test_max_skip_caps_every_genotype_the_search_writes(tmp_path):
+    config = SearchConfig(model_dir=str(tmp_path), epochs=1, batch_size=16, layers=2,
+                          init_channels=4, steps=2, multiplier=2, max_steps_per_epoch=1,
+                          progress=False, seed=1, max_skip=0)
+    trainer = SearchTrainer(config, images.load(config.data, 1))
+    skip = trainer.model.primitives.index("skip_connect")
+    # Alphas that favour skips everywhere: uncapped, the normal cell is all skips.
+    trainer.model.alphas_normal.assign(
+        np.eye(len(trainer.model.primitives))[[skip] * 5] * 5.0)
+    assert {op for op, _ in trainer.model.genotype().normal} == {"skip_connect"}
+    genotype = trainer.search()
+    assert "skip_connect" not in {op for op, _ in genotype.normal}
+    history = [json.loads(l) for l in open(tmp_path / "history.jsonl")]
+    assert all(op != "skip_connect" for op, _ in history[-1]["genotype"]["normal"])

@@ -250,11 +250,11 @@ class SearchNetwork(CheckpointCollections, keras.Model):
             logits = tf.cast(logits, tf.float32)
         return logits
 
-    def genotype(self) -> genotypes.Genotype:
-        """The discrete cells implied by the current alphas."""
+    def genotype(self, max_skip: int | None = None) -> genotypes.Genotype:
+        """The discrete cells implied by the current alphas (see genotypes.derive)."""
         return genotypes.derive(np.asarray(self.alphas_normal),
                                 np.asarray(self.alphas_reduce),
-                                self.steps, self.multiplier, self.primitives)
+                                self.steps, self.multiplier, self.primitives, max_skip)
 
     def get_config(self):
         return {

@@ -50,6 +50,8 @@ flags.DEFINE_float("arch_weight_decay", _D.arch_weight_decay, "L2 decay of alpha
 flags.DEFINE_integer("arch_warmup_epochs", _D.arch_warmup_epochs,
                      "Epochs that train only the weights before the alphas start to move "
                      "(0: the paper's search).")
+flags.DEFINE_integer("max_skip", _D.max_skip, "At most this many skip connections in the "
+                     "derived normal cell (P-DARTS: 2); unset: no cap, as the paper.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
 flags.DEFINE_enum("trace_sharing", _D.trace_sharing, list(TRACE_SHARING),
                   "How the supernet's edges are traced: 'inline' traces each distinct edge "
@@ -82,7 +84,7 @@ def build_config() -> SearchConfig:
         "train_portion",
         "learning_rate", "learning_rate_min", "momentum", "weight_decay", "grad_clip",
         "arch_learning_rate", "arch_weight_decay", "arch_warmup_epochs", "seed",
-        "trace_sharing")}
+        "trace_sharing", "max_skip")}
     values.update(cli_flags.runtime_values())
     if FLAGS.dataset == "digits":
         for name in cli.unset_flags(DIGITS_PRESET):
@@ -95,7 +97,7 @@ def build_config() -> SearchConfig:
 
 
 CNN_ONLY = ("layers", "init_channels", "steps", "multiplier", "train_portion", "learning_rate_min", "momentum",
-            "trace_sharing", "arch_warmup_epochs",
+            "trace_sharing", "arch_warmup_epochs", "max_skip",
             "augment", "image_size", "train_layers", "train_init_channels",
             "train_learning_rate_min", "train_momentum", "network", "auxiliary",
             "auxiliary_weight", "drop_path_prob", "cutout_length", "tflite")

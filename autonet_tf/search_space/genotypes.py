@@ -208,7 +208,8 @@ def _as_concat(value, field: str) -> tuple[int, ...]:
 
 
 def derive(alphas_normal, alphas_reduce, steps: int = DEFAULT_STEPS,
-           multiplier: int = 4, primitives: Sequence[str] = PRIMITIVES) -> Genotype:
+           multiplier: int = 4, primitives: Sequence[str] = PRIMITIVES,
+           max_skip: int | None = None) -> Genotype:
     """Discretises architecture weights into a genotype (reference ``genotype()``).
 
     Each alpha row is softmaxed; for every intermediate node the 2 incoming
@@ -217,13 +218,36 @@ def derive(alphas_normal, alphas_reduce, steps: int = DEFAULT_STEPS,
 
     Args:
       alphas_normal, alphas_reduce: arrays of shape (num_edges(steps), len(primitives)).
+      max_skip: at most this many skip connections in the normal cell (P-DARTS):
+        while there are more, the kept skip connection with the smallest
+        weight is ruled out and the cell derived again. None: no cap (the
+        reference).
     """
+    normal_weights = _softmax(alphas_normal)
+    normal = _parse(normal_weights, steps, primitives)
+    if max_skip is not None and "skip_connect" in primitives:
+        skip = list(primitives).index("skip_connect")
+        while sum(op == "skip_connect" for op, _ in normal) > max_skip:
+            rows = _edge_rows(normal, steps)
+            weakest = min((r for r, (op, _) in zip(rows, normal) if op == "skip_connect"),
+                          key=lambda r: normal_weights[r, skip])
+            normal_weights[weakest, skip] = 0.0
+            normal = _parse(normal_weights, steps, primitives)
     return Genotype(
-        normal=_parse(_softmax(alphas_normal), steps, primitives),
+        normal=normal,
         normal_concat=tuple(range(2 + steps - multiplier, steps + 2)),
         reduce=_parse(_softmax(alphas_reduce), steps, primitives),
         reduce_concat=tuple(range(2 + steps - multiplier, steps + 2)),
     )
+
+
+def _edge_rows(gene, steps: int) -> list[int]:
+    """The alpha row of each kept edge of a parsed cell (two per node, in order)."""
+    rows, start = [], 0
+    for i in range(steps):
+        rows += [start + j for _, j in gene[2 * i:2 * i + 2]]
+        start += i + 2
+    return rows
 
 
 def _softmax(alphas) -> np.ndarray:

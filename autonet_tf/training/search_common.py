@@ -71,10 +71,10 @@ class SearchCommon:
         record.update(alpha_decidedness(self.softmax_alphas()))
         if self.chief:
             self.log_alphas(global_step, record)
-        return {**record, "genotype": self.model.genotype().to_dict()}
+        return {**record, "genotype": self.genotype().to_dict()}
 
     def describe_epoch(self, record: dict) -> str:
-        return f"{super().describe_epoch(record)} | genotype {self.model.genotype()}"
+        return f"{super().describe_epoch(record)} | genotype {self.genotype()}"
 
     def log_alphas(self, step: int, record: dict | None = None) -> None:
         """TensorBoard: op weights, how decided each cell is, an alpha heat map per cell."""
@@ -107,7 +107,12 @@ class SearchCommon:
         run_dir.write_json(os.path.join(d, "alphas", f"epoch_{epoch:03d}.json"),
                            self.softmax_alphas())
 
+    def genotype(self):
+        """The genotype the alphas imply now (CNN: with --max_skip applied)."""
+        max_skip = getattr(self.config, "max_skip", None)
+        return self.model.genotype(max_skip) if max_skip is not None else self.model.genotype()
+
     def search(self):
         """Runs (or resumes) the search; returns the final genotype."""
         self.run_epochs()
-        return self.model.genotype()
+        return self.genotype()
