@@ -66,8 +66,6 @@ from autonet_tf.errors import UserInputError
 from autonet_tf.training import run_dir
 from autonet_tf.tuning.trials import TrialContext
 
-_kt_config.DEBUG = False
-
 TRIALS_FILE = "trials.jsonl"
 FINAL_MARK = "__final__"  # marks the report of a trial's final metrics
 # KerasTuner's gRPC messages carry a trial's metrics (name -> float) but not
@@ -397,9 +395,6 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
         self.strategy = strategy
         if not self._is_worker():
             self._resume(settings or {})
-        # We report metrics to the oracle ourselves (per epoch, then final).
-        warnings.filterwarnings("ignore", message="The use case of calling",
-                                category=DeprecationWarning)
         self.trial_fn = trial_fn
         self.dataset = dataset
         self.epochs_per_trial = epochs_per_trial
@@ -410,7 +405,17 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
             self.save()
             _serve_trials(self.oracle)
             return
-        super().search(*args, **kwargs)
+        debug = _kt_config.DEBUG
+        _kt_config.DEBUG = False  # one line per failed trial, not its traceback
+        try:
+            with warnings.catch_warnings():
+                # We report metrics to the oracle ourselves (per epoch, then final),
+                # which KerasTuner calls deprecated after every trial.
+                warnings.filterwarnings("ignore", message="The use case of calling",
+                                        category=DeprecationWarning)
+                super().search(*args, **kwargs)
+        finally:
+            _kt_config.DEBUG = debug
 
     def _resume(self, settings: dict) -> None:
         """Reloads the oracle's state whoever wrote it; refuses changed settings.
