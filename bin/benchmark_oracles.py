@@ -3,7 +3,7 @@
 
     python bin/benchmark_oracles.py                       # every task, every oracle
     python bin/benchmark_oracles.py --tasks=branin --trials=50 --seeds=10
-    python bin/benchmark_oracles.py --tasks=simple_cnn --model_trials=30 --explorations=0.1,0
+    python bin/benchmark_oracles.py --tasks=simple_cnn --model_trials=30 --explorations=0.2,0
 
 For every task, budget, oracle and seed it runs one search and prints one
 JSON line per (task, budget, oracle) with the median (and min/max) over seeds
@@ -30,7 +30,7 @@ flags.DEFINE_list("oracles", ["weighted_random", "random", "grid", "bayesian"], 
 flags.DEFINE_list("trials", ["10", "30", "100"], "Budgets (trials per search) of the "
                   "synthetic functions.")
 flags.DEFINE_integer("model_trials", 30, "Trials per search of the iris and simple_cnn tasks.")
-flags.DEFINE_list("explorations", ["0.1"], "Exploration settings of the weighted random "
+flags.DEFINE_list("explorations", ["0.2"], "Exploration settings of the weighted random "
                   "oracle to compare (0: the plain algorithm).")
 flags.DEFINE_integer("seeds", 5, "Seeds per (task, budget, oracle).")
 flags.DEFINE_integer("epochs_per_trial", 10, "Epochs of an iris MLP trial.")

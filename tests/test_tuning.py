@@ -186,7 +186,7 @@ def test_two_trials_failing_the_same_way_stop_the_search(tmp_path):
 
 def test_a_resume_with_another_oracle_or_space_is_refused(tmp_path):
     tune(quadratic, SPACE, max_trials=2, directory=str(tmp_path))
-    with pytest.raises(UserInputError, match="started with exploration=0.1, oracle="
+    with pytest.raises(UserInputError, match="started with exploration=0.2, oracle="
                                              "weighted_random, not exploration=None, oracle=random"):
         tune(quadratic, SPACE, oracle="random", max_trials=3, directory=str(tmp_path))
     narrower = parse_space({"lr": {"type": "float", "min": 1e-3, "max": 1e-1}})

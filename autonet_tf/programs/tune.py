@@ -42,7 +42,7 @@ flags.DEFINE_bool("median_stopping", False, "Stop a trial whose objective at an 
                   "worse than the median of finished trials at that epoch (any oracle).")
 flags.DEFINE_float("exploration", None, "weighted_random only: share of trials drawn "
                    "uniformly, and least margin (half of it) of the box around the two best "
-                   "points; 0: the plain algorithm (default 0.1).")
+                   "points; 0: the plain algorithm (default 0.2).")
 flags.DEFINE_integer("max_trials", 10, "Number of trials.")
 flags.DEFINE_string("objective", None, "Metric to optimise, NAME[:min|max] (default: the "
                     "space's objective, else val_loss:min).")
