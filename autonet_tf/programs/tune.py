@@ -223,6 +223,9 @@ def main(argv):
                     objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
                     dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
                     exploration=FLAGS.exploration, median_stopping=FLAGS.median_stopping)
+        print(f"Tuning {stem} with {FLAGS.oracle}: {FLAGS.max_trials} trials of {trial} on "
+              f"one chief and {FLAGS.workers} worker processes (each starts TensorFlow first: "
+              f"a few seconds) ...", flush=True)
         sys.exit(_spawn_local_cluster())  # the chief prints the summary
     else:
         if FLAGS.role:
@@ -243,6 +246,11 @@ def main(argv):
                             dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
                             exploration=FLAGS.exploration, strategy=strategy,
                             median_stopping=FLAGS.median_stopping)
+        if FLAGS.role is None:
+            done = len(tuner.oracle.read_records())
+            print(f"Tuning {stem} with {FLAGS.oracle}: {FLAGS.max_trials} trials of {trial}"
+                  + (f" ({done} finished before; resuming)" if done else "") + " ...",
+                  flush=True)
         tuner.search()
         if FLAGS.role == "worker":
             return
