@@ -124,3 +124,13 @@ def prepare_devices(strategy: str, num_devices: int | None) -> None:
             raise UserInputError(
                 f"--strategy=mirrored --num_devices={num_devices}: TensorFlow already runs "
                 f"with {available} CPU device(s) and cannot be split any more") from None
+
+
+def strategy_for(config) -> tf.distribute.Strategy:
+    """The strategy a run config names (``strategy``, ``num_devices``, ``tpu``).
+
+    Splits the CPU first where ``mirrored`` needs it (see :func:`prepare_devices`),
+    so call it before TensorFlow runs its first op, and once per process.
+    """
+    prepare_devices(config.strategy, config.num_devices)
+    return create_strategy(config.strategy, config.num_devices, config.tpu)

@@ -92,7 +92,6 @@ def main(argv):
             print(f"wrote {path}")
 
 
-
 def run() -> None:
     """The console entry point ``autonet-evaluate``."""
     cli.run(main)

@@ -132,12 +132,10 @@ def build_rnn_configs():
 
 def main_rnn():
     config, train_config = build_rnn_configs()
-    from autonet_tf.distribute.strategy import create_strategy, prepare_devices
-
-    prepare_devices(config.strategy, config.num_devices)
+    from autonet_tf.distribute.strategy import strategy_for
     from autonet_tf.search import run_rnn_search
 
-    strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
+    strategy = strategy_for(config)
     result = run_rnn_search(config, strategy=strategy)
     print(f"Final genotype: {result.genotype}")
     print(f"Run directory: {result.model_dir}")
@@ -165,14 +163,12 @@ def main(argv):
         train_config = cli_flags.train_config(
             "train_", config.data, os.path.join(config.model_dir, "train"),
             os.path.join(config.model_dir, "genotype.json"), config.seed)
-    from autonet_tf.distribute.strategy import create_strategy, prepare_devices
-
-    prepare_devices(config.strategy, config.num_devices)
+    from autonet_tf.distribute.strategy import strategy_for
     from autonet_tf.search import run_search
 
     # One strategy for both stages: two MirroredStrategy objects in one
     # process mix up their collective-op keys (synchronised BatchNorm fails).
-    strategy = create_strategy(config.strategy, config.num_devices, config.tpu)
+    strategy = strategy_for(config)
     result = run_search(config, strategy=strategy)
     print(f"Final genotype: {result.genotype}")
     print(f"Run directory: {result.model_dir}")
@@ -187,7 +183,6 @@ def main(argv):
           f"{trained.parameters:,} parameters")
     if trained.export_dir:
         print(f"Exported: {trained.export_dir}")
-
 
 
 def run() -> None:

@@ -56,12 +56,10 @@ def main_rnn():
         RNNTrainConfig, data, model_dir, names,
         cli_flags.SYNTHETIC_TRAIN_PRESET if data.dataset == "synthetic" else None,
         genotype=FLAGS.genotype, export=FLAGS.export)
-    from autonet_tf.distribute.strategy import prepare_devices
-
-    prepare_devices(config.strategy, config.num_devices)
+    from autonet_tf.distribute.strategy import strategy_for
     from autonet_tf.train import run_rnn_train
 
-    result = run_rnn_train(config)
+    result = run_rnn_train(config, strategy=strategy_for(config))
     print(f"Test perplexity: {result.metrics['test_perplexity']:.2f} (valid "
           f"{result.metrics['valid_perplexity']:.2f}), {result.parameters:,} parameters")
     if result.export_dir:
@@ -77,18 +75,15 @@ def main(argv):
     model_dir = FLAGS.model_dir or os.path.join("runs", f"train_{cli_flags.dataset_stem()}")
     config = cli_flags.train_config("", cli_flags.data_config(), model_dir, FLAGS.genotype,
                                     FLAGS.seed, export=FLAGS.export)
-    from autonet_tf.distribute.strategy import prepare_devices
-
-    prepare_devices(config.strategy, config.num_devices)
+    from autonet_tf.distribute.strategy import strategy_for
     from autonet_tf.train import run_train
 
-    result = run_train(config)
+    result = run_train(config, strategy=strategy_for(config))
     print(f"Test accuracy: {result.test_accuracy:.4f} (loss {result.test_loss:.4f}), "
           f"{result.parameters:,} parameters")
     if result.export_dir:
         print(f"Exported: {result.export_dir}")
     print(f"Run directory: {result.model_dir}")
-
 
 
 def run() -> None:

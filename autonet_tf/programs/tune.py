@@ -266,7 +266,6 @@ def main(argv):
         cli.fail(f"search stopped: {result.stop_reason}", code=1)
 
 
-
 def run() -> None:
     """The console entry point ``autonet-tune``."""
     cli.run(main)

@@ -51,7 +51,6 @@ def main(argv):
         print(f"wrote {path}")
 
 
-
 def run() -> None:
     """The console entry point ``autonet-visualize``."""
     cli.run(main)
