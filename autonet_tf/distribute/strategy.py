@@ -127,7 +127,8 @@ def prepare_devices(strategy: str, num_devices: int | None) -> None:
 
 
 def strategy_for(config) -> tf.distribute.Strategy:
-    """The strategy a run config names (``strategy``, ``num_devices``, ``tpu``).
+    """The strategy a run config (or the parsed flags) names: ``strategy``,
+    ``num_devices``, ``tpu``.
 
     Splits the CPU first where ``mirrored`` needs it (see :func:`prepare_devices`),
     so call it before TensorFlow runs its first op, and once per process.

@@ -72,10 +72,9 @@ def main(argv):
             print(f"wrote {path}")
         return
 
-    from autonet_tf.distribute.strategy import create_strategy, is_chief, prepare_devices
+    from autonet_tf.distribute.strategy import is_chief, strategy_for
 
-    prepare_devices(FLAGS.strategy, FLAGS.num_devices)
-    strategy = create_strategy(FLAGS.strategy, FLAGS.num_devices, FLAGS.tpu)
+    strategy = strategy_for(FLAGS)
     data = None
     if FLAGS.dataset is not None:
         data = DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,

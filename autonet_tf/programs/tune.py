@@ -8,7 +8,7 @@
 --space is a YAML file or a shipped space (iris_mlp, simple_cnn,
 darts_search). Rerunning the same command resumes: finished trials are not
 repeated. Results land in <directory>/search/: trials.jsonl,
-best_hyperparameters.json, objective.png, accuracy.png and TensorBoard
+best_hyperparameters.json, objective.png, val_accuracy.png and TensorBoard
 HParams logs (logs/hparams).
 
 Several hosts: start the chief with --role=chief (it binds --chief_address,
@@ -118,8 +118,10 @@ def _wait_for_chief(address, port, timeout):
             time.sleep(0.5)
 
 
-def _spawn_local_cluster():
+def _spawn_local_cluster(placement: list[dict]):
     """--workers=N: one chief and N worker processes of this program; returns exit code.
+
+    ``placement``: each worker's environment and --num_devices (see worker_devices).
 
     A worker that dies (killed, crashed) is restarted under the same worker id,
     up to --worker_restarts times: the chief hands a returning id its unfinished
@@ -140,9 +142,6 @@ def _spawn_local_cluster():
     # The chief only hands out trials: it needs no device and no strategy.
     chief = subprocess.Popen(base + ["--role=chief"],
                              env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
-    placement = ([{"env": {}, "num_devices": FLAGS.num_devices}] * FLAGS.workers
-                 if FLAGS.devices_per_worker is None else
-                 worker_devices(FLAGS.workers, FLAGS.devices_per_worker, _visible_gpus()))
 
     def start(i):
         strategy = FLAGS.strategy
@@ -215,18 +214,24 @@ def main(argv):
         cli.fail(f"--space={FLAGS.space!r} names no 'trial:' to run; pass --trial")
     stem = os.path.splitext(os.path.basename(path))[0]
     directory = FLAGS.directory or os.path.join("runs", f"tune_{stem}")
+
+    def tuner_of(strategy=None):
+        return build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
+                           objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
+                           dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
+                           exploration=FLAGS.exploration, strategy=strategy,
+                           median_stopping=FLAGS.median_stopping)
+
     if FLAGS.workers and FLAGS.role is None:
         # Validate everything once in this process before starting others.
-        if FLAGS.devices_per_worker is not None:
-            worker_devices(FLAGS.workers, FLAGS.devices_per_worker, _visible_gpus())
-        build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
-                    objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
-                    dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
-                    exploration=FLAGS.exploration, median_stopping=FLAGS.median_stopping)
+        placement = ([{"env": {}, "num_devices": FLAGS.num_devices}] * FLAGS.workers
+                     if FLAGS.devices_per_worker is None else
+                     worker_devices(FLAGS.workers, FLAGS.devices_per_worker, _visible_gpus()))
+        tuner_of()
         print(f"Tuning {stem} with {FLAGS.oracle}: {FLAGS.max_trials} trials of {trial} on "
               f"one chief and {FLAGS.workers} worker processes (each starts TensorFlow first: "
               f"a few seconds) ...", flush=True)
-        sys.exit(_spawn_local_cluster())  # the chief prints the summary
+        sys.exit(_spawn_local_cluster(placement))  # the chief prints the summary
     else:
         if FLAGS.role:
             os.environ["KERASTUNER_ORACLE_IP"] = FLAGS.chief_address
@@ -237,15 +242,10 @@ def main(argv):
                 _wait_for_chief(FLAGS.chief_address, FLAGS.chief_port, FLAGS.chief_timeout)
         strategy = None
         if FLAGS.role != "chief":  # the chief only hands out trials
-            from autonet_tf.distribute.strategy import create_strategy, prepare_devices
+            from autonet_tf.distribute.strategy import strategy_for
 
-            prepare_devices(FLAGS.strategy, FLAGS.num_devices)
-            strategy = create_strategy(FLAGS.strategy, FLAGS.num_devices, FLAGS.tpu)
-        tuner = build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
-                            objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
-                            dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
-                            exploration=FLAGS.exploration, strategy=strategy,
-                            median_stopping=FLAGS.median_stopping)
+            strategy = strategy_for(FLAGS)
+        tuner = tuner_of(strategy)
         if FLAGS.role is None:
             done = len(tuner.oracle.read_records())
             print(f"Tuning {stem} with {FLAGS.oracle}: {FLAGS.max_trials} trials of {trial}"

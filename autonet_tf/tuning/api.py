@@ -81,10 +81,10 @@ def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_tri
     """
     trial_fn = get_trial(trial) if isinstance(trial, str) else trial
     kt_objective = resolve_objective(space, objective)
-    if isinstance(trial, str) and kt_objective.name not in METRICS:
-        raise UserInputError(f"--objective={kt_objective.name!r} is not a metric of the "
-                             f"{trial!r} trial; expected one of {', '.join(METRICS)}")
-    if isinstance(trial, str):
+    if isinstance(trial, str):  # a built-in trial: its metrics and inputs are known
+        if kt_objective.name not in METRICS:
+            raise UserInputError(f"--objective={kt_objective.name!r} is not a metric of the "
+                                 f"{trial!r} trial; expected one of {', '.join(METRICS)}")
         check_inputs(trial, dataset, [p.name for p in space.params])
     oracle_obj = create_oracle(oracle, space, kt_objective, max_trials, seed,
                                mixin=RecordingMixin, exploration=exploration,

@@ -119,6 +119,9 @@ class WeightedRandomOracle(kt.Oracle):
                          seed=seed, **kwargs)
         self.space = space
         self.exploration = float(exploration)
+        # The box's least margin beyond the two best points, per axis (0: plain).
+        self.margin = (np.maximum(self.exploration / 2, [p.resolution for p in space.axes])
+                       if self.exploration else 0.0)
 
     def _finite_results(self):
         """[(point, value)] of completed trials with a finite score, best first.
@@ -147,23 +150,16 @@ class WeightedRandomOracle(kt.Oracle):
             point = np.full(n, (index + 1) / 3.0)
         else:
             results = self._finite_results()
-            if len(results) < 2:
-                running = [t for t in self.ongoing_trials.values()
-                           if t.status == trial_module.TrialStatus.RUNNING]
-                if running:
-                    return {"status": trial_module.TrialStatus.IDLE}
-                # The initial points failed: nothing can anchor yet; explore.
-                point = rng.uniform(0.0, 1.0, n)
-            elif self.exploration and rng.uniform() < self.exploration:
+            if len(results) < 2 and any(t.status == trial_module.TrialStatus.RUNNING
+                                        for t in self.ongoing_trials.values()):
+                return {"status": trial_module.TrialStatus.IDLE}
+            if len(results) < 2 or (self.exploration and rng.uniform() < self.exploration):
+                # Nothing can anchor yet (the initial points failed), or an exploring trial.
                 point = rng.uniform(0.0, 1.0, n)
             else:
                 (b1, v1), (b2, v2) = results[0], results[1]
-                margin = 0.0  # exploration 0: the plain algorithm
-                if self.exploration:
-                    margin = np.maximum(self.exploration / 2,
-                                        [p.resolution for p in self.space.axes])
                 point, _, _ = next_point(b1, b2, v1, v2, self.objective.direction, rng,
-                                         min_margin=margin)
+                                         min_margin=self.margin)
         return {"status": trial_module.TrialStatus.RUNNING,
                 "values": self.space.decode(point)}
 

@@ -146,10 +146,9 @@ def mlp_trial(values: dict, context: TrialContext) -> dict:
 
 
 def simple_cnn_trial(values: dict, context: TrialContext) -> dict:
-    from autonet_tf.configs import DataConfig
     from autonet_tf.data import images, pipeline
 
-    data = images.load(DataConfig(dataset=context.dataset or "digits"), context.seed)
+    data = images.load(_image_config(context.dataset), context.seed)
     x = np.asarray(pipeline.normalize(data.x_train, data.mean, data.std))
 
     def build(values):
@@ -173,6 +172,13 @@ def simple_cnn_trial(values: dict, context: TrialContext) -> dict:
     return keras_trial(build, x, data.y_train, batch_size=64)(values, context)
 
 
+def _image_config(dataset: str | None):
+    """The data of the image trials: --dataset, digits when unset."""
+    from autonet_tf.configs import DataConfig
+
+    return DataConfig(dataset=dataset or "digits")
+
+
 def _config_fields(cls, values: dict, skip=()) -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names - set(skip))
@@ -194,12 +200,12 @@ def _report_history(context: TrialContext, history: list[dict]) -> None:
 
 
 def darts_search_trial(values: dict, context: TrialContext) -> dict:
-    from autonet_tf.configs import DataConfig, SearchConfig
+    from autonet_tf.configs import SearchConfig
     from autonet_tf.search import run_search
 
     config = SearchConfig(**{"epochs": context.epochs, "seed": context.seed,
                              "progress": False, **_config_fields(SearchConfig, values)},
-                          data=DataConfig(dataset=context.dataset or "digits"),
+                          data=_image_config(context.dataset),
                           model_dir=context.directory)
     config.validate()
     result = run_search(config, strategy=context.strategy)
@@ -211,13 +217,13 @@ def darts_search_trial(values: dict, context: TrialContext) -> dict:
 
 
 def train_genotype_trial(values: dict, context: TrialContext) -> dict:
-    from autonet_tf.configs import DataConfig, TrainConfig
+    from autonet_tf.configs import TrainConfig
     from autonet_tf.train import run_train
 
     fields = _config_fields(TrainConfig, values)
     config = TrainConfig(**{"epochs": context.epochs, "seed": context.seed, "progress": False,
                             "export": False, **fields},
-                         data=DataConfig(dataset=context.dataset or "digits"),
+                         data=_image_config(context.dataset),
                          model_dir=context.directory)
     result = run_train(config, strategy=context.strategy)
     history = result.history or [{}]
@@ -234,11 +240,6 @@ TRIALS = {"mlp": mlp_trial, "simple_cnn": simple_cnn_trial,
           "darts_search": darts_search_trial, "train_genotype": train_genotype_trial}
 
 
-def _image_data(dataset: str | None) -> None:
-    from autonet_tf.configs import DataConfig
-    from autonet_tf.data import images
-
-    images.load(DataConfig(dataset=dataset or "digits"), 0)
 
 
 def check_inputs(name: str, dataset: str | None, parameters) -> None:
@@ -252,7 +253,9 @@ def check_inputs(name: str, dataset: str | None, parameters) -> None:
     if name == "mlp":
         _tabular(dataset)
         return
-    _image_data(dataset)
+    from autonet_tf.data import images
+
+    images.load(_image_config(dataset), 0)
     if name in ("darts_search", "train_genotype"):
         from autonet_tf.configs import SearchConfig, TrainConfig
 

@@ -98,7 +98,14 @@ class RecordingMixin:
         return os.path.join(self._project_dir, TRIALS_FILE)
 
     def read_records(self) -> list[dict]:
-        return read_records(self._project_dir)
+        """The ended trials: trials.jsonl read once, then kept as this oracle writes it.
+
+        Only the process that owns the oracle writes the file, so the copy in
+        memory stays true; median stopping reads it at every epoch report.
+        """
+        if getattr(self, "_ended_records", None) is None:
+            self._ended_records = read_records(self._project_dir)
+        return list(self._ended_records)
 
     @kt.synchronized
     def update_trial(self, trial_id, metrics, step=0):
@@ -205,6 +212,7 @@ class RecordingMixin:
         records.append(record)
         run_dir.write_text(self._records_path(),
                            "".join(json.dumps(r) + "\n" for r in records))
+        self._ended_records = records
         status = ("FAILED" if record["objective"] is None
                   else f"{self.objective.name}={record['objective']:.5g}"
                   + (f" (stopped at epoch {stopped})" if stopped else ""))
