@@ -44,6 +44,16 @@ class TrainResult:
     trainer: NetworkTrainer
     history: list[dict] = dataclasses.field(default_factory=list)  # one record per epoch
 
+    def summary(self) -> str:
+        """The score line (and where the export went), as the programs print it."""
+        return _with_export(f"Test accuracy: {self.test_accuracy:.4f} (loss "
+                            f"{self.test_loss:.4f}), {self.parameters:,} parameters",
+                            self.export_dir)
+
+
+def _with_export(line: str, export_dir: str | None) -> str:
+    return f"{line}\nExported: {export_dir}" if export_dir else line
+
 
 def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
               dataset: images.ImageDataset | None = None,
@@ -117,6 +127,12 @@ class RNNTrainResult:
     export_dir: str | None
     trainer: RNNTrainer
     history: list[dict] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        """The score line (and where the export went), as the programs print it."""
+        return _with_export(f"Test perplexity: {self.metrics['test_perplexity']:.2f} (valid "
+                            f"{self.metrics['valid_perplexity']:.2f}), {self.parameters:,} "
+                            f"parameters", self.export_dir)
 
 
 def run_rnn_train(config: RNNTrainConfig, strategy: tf.distribute.Strategy | None = None,

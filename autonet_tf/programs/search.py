@@ -130,26 +130,32 @@ def build_rnn_configs():
     return search, train
 
 
-def main_rnn():
-    config, train_config = build_rnn_configs()
+def search_then_train(config, train_config, run_search, run_train, what: str) -> None:
+    """Searches, then (unless ``train_config`` is None) trains the result from scratch.
+
+    One strategy for both stages: two MirroredStrategy objects in one process
+    mix up their collective-op keys (synchronised BatchNorm fails).
+    """
     from autonet_tf.distribute.strategy import strategy_for
-    from autonet_tf.search import run_rnn_search
 
     strategy = strategy_for(config)
-    result = run_rnn_search(config, strategy=strategy)
+    result = run_search(config, strategy=strategy)
     print(f"Final genotype: {result.genotype}")
     print(f"Run directory: {result.model_dir}")
     if train_config is None:
         return
+    print(f"Training the discovered {what} from scratch ({train_config.epochs} epochs)",
+          flush=True)
+    trained = run_train(train_config, strategy=strategy, genotype=result.genotype)
+    print(trained.summary())
+
+
+def main_rnn():
+    config, train_config = build_rnn_configs()
+    from autonet_tf.search import run_rnn_search
     from autonet_tf.train import run_rnn_train
 
-    print(f"Training the discovered cell from scratch ({train_config.epochs} epochs)",
-          flush=True)
-    trained = run_rnn_train(train_config, strategy=strategy, genotype=result.genotype)
-    print(f"Test perplexity: {trained.metrics['test_perplexity']:.2f} (valid "
-          f"{trained.metrics['valid_perplexity']:.2f}), {trained.parameters:,} parameters")
-    if trained.export_dir:
-        print(f"Exported: {trained.export_dir}")
+    search_then_train(config, train_config, run_rnn_search, run_rnn_train, "cell")
 
 
 def main(argv):
@@ -163,26 +169,10 @@ def main(argv):
         train_config = cli_flags.train_config(
             "train_", config.data, os.path.join(config.model_dir, "train"),
             os.path.join(config.model_dir, "genotype.json"), config.seed)
-    from autonet_tf.distribute.strategy import strategy_for
     from autonet_tf.search import run_search
-
-    # One strategy for both stages: two MirroredStrategy objects in one
-    # process mix up their collective-op keys (synchronised BatchNorm fails).
-    strategy = strategy_for(config)
-    result = run_search(config, strategy=strategy)
-    print(f"Final genotype: {result.genotype}")
-    print(f"Run directory: {result.model_dir}")
-    if train_config is None:
-        return
     from autonet_tf.train import run_train
 
-    print(f"Training the discovered network from scratch ({train_config.epochs} epochs)",
-          flush=True)
-    trained = run_train(train_config, strategy=strategy, genotype=result.genotype)
-    print(f"Test accuracy: {trained.test_accuracy:.4f} (loss {trained.test_loss:.4f}), "
-          f"{trained.parameters:,} parameters")
-    if trained.export_dir:
-        print(f"Exported: {trained.export_dir}")
+    search_then_train(config, train_config, run_search, run_train, "network")
 
 
 def run() -> None:

@@ -60,10 +60,7 @@ def main_rnn():
     from autonet_tf.train import run_rnn_train
 
     result = run_rnn_train(config, strategy=strategy_for(config))
-    print(f"Test perplexity: {result.metrics['test_perplexity']:.2f} (valid "
-          f"{result.metrics['valid_perplexity']:.2f}), {result.parameters:,} parameters")
-    if result.export_dir:
-        print(f"Exported: {result.export_dir}")
+    print(result.summary())
     print(f"Run directory: {result.model_dir}")
 
 
@@ -79,10 +76,7 @@ def main(argv):
     from autonet_tf.train import run_train
 
     result = run_train(config, strategy=strategy_for(config))
-    print(f"Test accuracy: {result.test_accuracy:.4f} (loss {result.test_loss:.4f}), "
-          f"{result.parameters:,} parameters")
-    if result.export_dir:
-        print(f"Exported: {result.export_dir}")
+    print(result.summary())
     print(f"Run directory: {result.model_dir}")
 
 
