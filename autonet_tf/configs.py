@@ -16,6 +16,8 @@ from typing import Any
 from autonet_tf.errors import UserInputError
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+#: second order's Hessian-vector product (training.architect.Architect)
+HESSIANS = ("finite_difference", "exact")
 #: how the supernet's edges are traced (models.cnn_search.SearchNetwork)
 TRACE_SHARING = ("inline", "call", "off")
 
@@ -98,6 +100,7 @@ def _validate_runtime(config) -> None:
 def _validate_architect(config) -> None:
     """Checks the architecture-gradient fields both search configs have."""
     _check(config.order in ("first", "second"), "order", config.order, "'first' or 'second'")
+    _check(config.hessian in HESSIANS, "hessian", config.hessian, " or ".join(HESSIANS))
     for name in ("arch_learning_rate", "unrolled_epsilon"):
         _positive(name, getattr(config, name), integer=False)
     for name in ("arch_weight_decay", "alpha_init_scale"):
@@ -153,7 +156,16 @@ class SearchConfig(RuntimeConfig):
     # uses 2 against the collapse to skips); None: no cap, the reference.
     max_skip: int | None = None
     alpha_init_scale: float = 1e-3  # model_search.py: 1e-3 * randn
+    # Collapse guard (training.collapse_guard): 'auto' is on except on
+    # cifar10, where the paper's search runs unchanged; 'off' is the reference.
+    collapse_guard: str = "auto"
+    guard_max_skip: int = 2  # act at more skip connections in the normal cell
+    guard_eigen_growth: float = 1.3  # act when the eigenvalue grows this much
+    guard_window: int = 2  # epochs per eigenvalue mean
     unrolled_epsilon: float = 0.01  # architect.py: R = 0.01 / ||v||
+    # Second order's Hessian-vector product: the reference's central
+    # 'finite_difference' or 'exact' (forward-over-reverse differentiation).
+    hessian: str = "finite_difference"
     seed: int = 2  # train_search.py --seed
     sync_batchnorm: bool = True  # BN statistics over the global batch
     # 'inline': trace each distinct edge once, inlined; 'call': keep the calls
@@ -168,10 +180,17 @@ class SearchConfig(RuntimeConfig):
         _check(isinstance(self.arch_warmup_epochs, int) and
                0 <= self.arch_warmup_epochs < max(self.epochs, 1), "arch_warmup_epochs",
                self.arch_warmup_epochs, f"an integer in [0, --epochs) (--epochs={self.epochs})")
-        if self.max_skip is not None:
-            _check(isinstance(self.max_skip, int) and 0 <= self.max_skip <= 2 * self.steps,
-                   "max_skip", self.max_skip,
-                   f"an integer in [0, {2 * self.steps}] (2 edges per node)")
+        for name in ("max_skip", "guard_max_skip"):
+            value = getattr(self, name)
+            if value is not None:
+                _check(isinstance(value, int) and 0 <= value <= 2 * self.steps, name, value,
+                       f"an integer in [0, {2 * self.steps}] (2 edges per node)")
+        _check(self.collapse_guard in ("auto", "on", "off"), "collapse_guard",
+               self.collapse_guard, "one of auto, on, off")
+        _check(isinstance(self.guard_eigen_growth, (int, float))
+               and self.guard_eigen_growth > 1, "guard_eigen_growth", self.guard_eigen_growth,
+               "a number > 1")
+        _positive("guard_window", self.guard_window)
         for name in ("epochs", "batch_size", "layers", "init_channels", "steps",
                      "multiplier", "stem_multiplier", "checkpoint_every", "log_every"):
             _positive(name, getattr(self, name))
@@ -186,6 +205,12 @@ class SearchConfig(RuntimeConfig):
         _check(self.learning_rate_min <= self.learning_rate, "learning_rate_min",
                self.learning_rate_min, f"at most --learning_rate ({self.learning_rate})")
         _validate_runtime(self)
+
+    @property
+    def guard_on(self) -> bool:
+        """Whether the collapse guard watches this search ('auto': not on cifar10)."""
+        return self.collapse_guard == "on" or (
+            self.collapse_guard == "auto" and self.data.dataset != "cifar10")
 
     to_dict = _to_dict
     to_json = _to_json
@@ -321,6 +346,7 @@ class RNNSearchConfig(RuntimeConfig):
     arch_beta_2: float = 0.999
     alpha_init_scale: float = 1e-3  # 1e-3 * randn
     unrolled_epsilon: float = 0.01  # R = 0.01 / ||v||
+    hessian: str = "finite_difference"  # or 'exact' (see SearchConfig)
     seed: int = 3  # --seed
 
     def validate(self) -> None:

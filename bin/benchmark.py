@@ -46,6 +46,11 @@ flags.DEFINE_integer("nhid", None, "RNN: emsize = nhid (rnn_search 300, rnn_trai
 flags.DEFINE_integer("bptt", 35, "RNN: tokens per window.")
 flags.DEFINE_integer("vocab_size", 10000, "RNN: vocabulary size.")
 flags.DEFINE_enum("order", "first", ["first", "second"], "Architecture gradient order.")
+flags.DEFINE_enum("hessian", "finite_difference", ["finite_difference", "exact"],
+                  "Second order: the Hessian-vector product (see bin/search.py --hessian).")
+flags.DEFINE_bool("hvp_error", False, "Search, second order: also measure the finite "
+                  "difference's relative error against the exact Hessian-vector product on "
+                  "one batch (field 'fd_hvp_relative_error', at R = 0.01/||v||).")
 flags.DEFINE_integer("layers", None, "Cells (search 8, train 20).")
 flags.DEFINE_integer("init_channels", None, "Initial channels (search 16, train 36).")
 flags.DEFINE_string("genotype", "DARTS_V2", "Genotype trained in --mode=train.")
@@ -95,7 +100,7 @@ def benchmark_rnn():
                   strategy=FLAGS.strategy, num_devices=FLAGS.num_devices, progress=False,
                   mixed_precision=FLAGS.mixed_precision)
     if search:
-        config = RNNSearchConfig(order=FLAGS.order, **common)
+        config = RNNSearchConfig(order=FLAGS.order, hessian=FLAGS.hessian, **common)
     else:
         config = RNNTrainConfig(genotype=FLAGS.genotype, **common)
     config.validate()
@@ -110,6 +115,7 @@ def benchmark_rnn():
     _report({"benchmark": "rnn_search_step" if search else "rnn_train_step",
              "order": FLAGS.order if search else None,
              "genotype": None if search else FLAGS.genotype,
+             "hessian": FLAGS.hessian if search and FLAGS.order == "second" else None,
              "parameters": trainer.model.count_parameters(), "batch_size": batch,
              "bptt": FLAGS.bptt, "nhid": nhid, "vocab_size": FLAGS.vocab_size,
              "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
@@ -154,7 +160,8 @@ def main(argv):
                   num_devices=FLAGS.num_devices, progress=False,
                   mixed_precision=FLAGS.mixed_precision)
     if search:
-        config = SearchConfig(order=FLAGS.order, trace_sharing=FLAGS.trace_sharing, **common)
+        config = SearchConfig(order=FLAGS.order, trace_sharing=FLAGS.trace_sharing,
+                              hessian=FLAGS.hessian, **common)
     else:
         config = TrainConfig(genotype=FLAGS.genotype, network="cifar", **common)
     config.validate()
@@ -168,18 +175,41 @@ def main(argv):
     build_s = time.perf_counter() - started
     iterators = trainer.epoch_iterators(0)
     times = _time_steps(trainer, iterators)
+    extra = {}
+    if search and FLAGS.hvp_error:
+        extra["fd_hvp_relative_error"] = _hvp_error(trainer, next(iterators[0]))
     result = {
         "benchmark": "darts_search_iteration" if search else "network_train_step",
         "order": FLAGS.order if search else None,
+        "hessian": FLAGS.hessian if search and FLAGS.order == "second" else None,
         "genotype": None if search else FLAGS.genotype,
         "parameters": None if search else trainer.parameters, "batch_size": FLAGS.batch_size, "layers": FLAGS.layers,
         "init_channels": FLAGS.init_channels, "image_size": size,
         "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
         "mixed_precision": FLAGS.mixed_precision, "replicas": trainer.replicas,
         "trace_sharing": trainer.model.trace_sharing if search else None,
-        "build_s": round(build_s, 2),
+        "build_s": round(build_s, 2), **extra,
     }
     _report(result, times)
+
+
+def _hvp_error(trainer, batch) -> float:
+    """||FD - exact|| / ||exact|| of the mixed Hessian times v = grad_w L (one device)."""
+    import numpy as np
+
+    from autonet_tf.training.architect import Architect
+
+    architect = trainer.architect
+    weights, alphas = architect.values()
+    _, vector, _, _, _ = trainer.gradients(weights, alphas, batch)
+    fd = Architect(trainer.gradients, architect.weight_variables, architect.arch_variables,
+                   architect.weight_optimizer, "second", architect.epsilon,
+                   hessian="finite_difference").hessian_vector_product(
+                       weights, alphas, vector, batch)
+    exact = trainer.gradients.second_derivative(weights, alphas, vector, batch)
+    fd = np.concatenate([np.ravel(t) for t in fd])
+    exact = np.concatenate([np.ravel(t) for t in exact])
+    return round(float(np.linalg.norm(fd - exact) / np.linalg.norm(exact)), 4)
 
 
 def _time_steps(trainer, iterators) -> list:

@@ -10,7 +10,7 @@ from autonet_tf.training.architect import Architect, StatelessGradients
 from autonet_tf.training.optimizers import MomentumSGD
 
 
-def _setup(order, lr=0.5, trace_sharing="inline"):
+def _setup(order, lr=0.5, trace_sharing="inline", hessian="finite_difference", epsilon=1e-4):
     model = SearchNetwork(3, init_channels=2, layers=3, steps=2, multiplier=2, seed=0,
                           alpha_init_scale=0.5, trace_sharing=trace_sharing)
     x = tf.random.stateless_normal((4, 6, 6, 1), [1, 2], dtype=tf.float64)
@@ -34,7 +34,7 @@ def _setup(order, lr=0.5, trace_sharing="inline"):
     # (R = 0.01 / ||v||) steps past the region where a central difference is
     # accurate, so the math is checked with a smaller finite-difference step.
     architect = Architect(grads, model.weight_variables, model.arch_variables, opt, order,
-                          epsilon=1e-4)
+                          epsilon=epsilon, hessian=hessian)
     train = (x, tf.constant([0, 1, 2, 1]))
     val = (tf.random.stateless_normal((4, 6, 6, 1), [5, 6], dtype=tf.float64),
            tf.constant([2, 0, 1, 1]))
@@ -76,13 +76,7 @@ def test_second_order_matches_exact_unrolled_gradient(float64):
     assert _rel_err(first, exact) > 1e-2
 
 
-@pytest.mark.slow
-def test_finite_difference_hvp_matches_nested_tapes(float64):
-    model, opt, grads, architect, train, val = _setup("second")
-    weights, alphas = architect.values()
-    vector = [tf.random.stateless_normal(w.shape, [7, i], dtype=w.dtype)
-              for i, w in enumerate(weights)]
-    approx = architect.hessian_vector_product(weights, alphas, vector, train)
+def _nested_tape_hvp(grads, weights, alphas, vector, train):
     with tf.GradientTape() as outer:
         outer.watch(alphas)
         with tf.GradientTape() as inner:
@@ -90,8 +84,36 @@ def test_finite_difference_hvp_matches_nested_tapes(float64):
             loss, _, _ = grads.loss(weights, alphas, train)
         g_w = inner.gradient(loss, weights)
         dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(g_w, vector)])
-    exact = outer.gradient(dot, alphas)
-    assert _rel_err(approx, exact) < 1e-4
+    return outer.gradient(dot, alphas)
+
+
+def _hvp_errors(hessian, epsilon=1e-4, trace_sharing="inline"):
+    model, opt, grads, architect, train, val = _setup("second", hessian=hessian,
+                                                      epsilon=epsilon,
+                                                      trace_sharing=trace_sharing)
+    weights, alphas = architect.values()
+    vector = [tf.random.stateless_normal(w.shape, [7, i], dtype=w.dtype)
+              for i, w in enumerate(weights)]
+    approx = architect.hessian_vector_product(weights, alphas, vector, train)
+    return _rel_err(approx, _nested_tape_hvp(grads, weights, alphas, vector, train))
+
+
+@pytest.mark.slow
+def test_finite_difference_hvp_matches_nested_tapes(float64):
+    assert _hvp_errors("finite_difference", epsilon=1e-4) < 1e-4
+
+
+@pytest.mark.parametrize("trace_sharing", ["inline", "call"])
+def test_exact_hvp_matches_nested_tapes(float64, trace_sharing):
+    assert _hvp_errors("exact", trace_sharing=trace_sharing) < 1e-6
+
+
+@pytest.mark.slow
+def test_exact_second_order_matches_exact_unrolled_gradient(float64):
+    model, opt, grads, architect, train, val = _setup("second", hessian="exact")
+    _, approx, _ = architect.gradients(train, val)
+    exact = _exact_unrolled_gradient(grads, architect, opt, train, val)
+    assert _rel_err(approx, exact) < 1e-6
 
 
 @pytest.mark.parametrize("trace_sharing", ["inline", "call"])

@@ -24,13 +24,17 @@ from absl import flags
 
 from autonet_tf import cli
 from autonet_tf import cli_flags
-from autonet_tf.configs import TRACE_SHARING, SearchConfig
+from autonet_tf.configs import HESSIANS, TRACE_SHARING, SearchConfig
 
 _D = SearchConfig()
 flags.DEFINE_enum("model", "cnn", ["cnn", "rnn"],
                   "What to search: CNN cells (images) or a recurrent cell (text corpus).")
 flags.DEFINE_string("model_dir", None, "Run directory (default runs/search_<dataset>).")
 flags.DEFINE_enum("order", _D.order, ["first", "second"], "Architecture gradient order.")
+flags.DEFINE_enum("hessian", _D.hessian, list(HESSIANS),
+                  "Second order: the Hessian-vector product as the paper's central "
+                  "'finite_difference' (R = 0.01/||v||) or 'exact' (forward-mode over the "
+                  "gradient pass: exact, cheaper per step, a longer first step).")
 flags.DEFINE_integer("epochs", _D.epochs, "Search epochs.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
 flags.DEFINE_integer("layers", _D.layers, "Cells in the supernet.")
@@ -52,6 +56,18 @@ flags.DEFINE_integer("arch_warmup_epochs", _D.arch_warmup_epochs,
                      "(0: the paper's search).")
 flags.DEFINE_integer("max_skip", _D.max_skip, "At most this many skip connections in the "
                      "derived normal cell (P-DARTS: 2); unset: no cap, as the paper.")
+flags.DEFINE_enum("collapse_guard", _D.collapse_guard, ["auto", "on", "off"],
+                  "Watch the search for collapse (skip connections and the Hessian eigenvalue "
+                  "of the alphas, per epoch) and stop it, keeping the genotype of the last "
+                  "epoch before the signal. 'auto': on, except on cifar10 (the paper's "
+                  "search); 'off': the paper's search everywhere.")
+flags.DEFINE_integer("guard_max_skip", _D.guard_max_skip, "Collapse guard: stop when the "
+                     "derived normal cell holds more skip connections than this.")
+flags.DEFINE_float("guard_eigen_growth", _D.guard_eigen_growth, "Collapse guard: stop when "
+                   "the mean eigenvalue of the last --guard_window epochs exceeds this many "
+                   "times the mean of the window before.")
+flags.DEFINE_integer("guard_window", _D.guard_window, "Collapse guard: epochs per "
+                     "eigenvalue mean.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
 flags.DEFINE_enum("trace_sharing", _D.trace_sharing, list(TRACE_SHARING),
                   "How the supernet's edges are traced: 'inline' traces each distinct edge "
@@ -80,11 +96,12 @@ DIGITS_PRESET = {"epochs": 10, "layers": 5, "init_channels": 8, "arch_learning_r
 
 def build_config() -> SearchConfig:
     values = {name: FLAGS[name].value for name in (
-        "order", "epochs", "batch_size", "layers", "init_channels", "steps", "multiplier",
+        "order", "hessian", "epochs", "batch_size", "layers", "init_channels", "steps", "multiplier",
         "train_portion",
         "learning_rate", "learning_rate_min", "momentum", "weight_decay", "grad_clip",
         "arch_learning_rate", "arch_weight_decay", "arch_warmup_epochs", "seed",
-        "trace_sharing", "max_skip")}
+        "trace_sharing", "max_skip", "collapse_guard", "guard_max_skip", "guard_eigen_growth",
+        "guard_window")}
     values.update(cli_flags.runtime_values())
     if FLAGS.dataset == "digits":
         for name in cli.unset_flags(DIGITS_PRESET):
@@ -97,7 +114,8 @@ def build_config() -> SearchConfig:
 
 
 CNN_ONLY = ("layers", "init_channels", "steps", "multiplier", "train_portion", "learning_rate_min", "momentum",
-            "trace_sharing", "arch_warmup_epochs", "max_skip",
+            "trace_sharing", "arch_warmup_epochs", "max_skip", "collapse_guard",
+            "guard_max_skip", "guard_eigen_growth", "guard_window",
             "augment", "image_size", "train_layers", "train_init_channels",
             "train_learning_rate_min", "train_momentum", "network", "auxiliary",
             "auxiliary_weight", "drop_path_prob", "cutout_length", "tflite")
@@ -112,7 +130,7 @@ def build_rnn_configs():
     data = cli_flags.text_data_config()
     synthetic = data.dataset == "synthetic"
     names = {n: n for n in cli_flags.RNN_FLAGS + cli_flags.RNN_SHARED + (
-        "order", "arch_learning_rate", "arch_weight_decay")}
+        "order", "hessian", "arch_learning_rate", "arch_weight_decay")}
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", "search_rnn_" + (os.path.basename(os.path.normpath(data.dataset)) or "data"))
     search = cli_flags.rnn_config(

@@ -21,6 +21,12 @@ Second order (reference ``architect.py``):
 3. ``R = eps / ||v||``, ``h = (grad_a L_train(w + R v, a) - grad_a L_train(w - R v, a)) / (2 R)``.
 4. ``grad_a = g_a - xi * h``.
 
+``hessian='exact'`` replaces step 3 by the exact mixed derivative
+``h = d/dt grad_a L_train(w + t v, a)`` at ``t = 0``, computed by forward-mode
+differentiation around the alpha-gradient pass. The central difference at the
+reference's epsilon steps across ReLU and max-pool kinks, so on real
+supernets it can be far from ``h`` (see BUILD.md for measured errors).
+
 The recurrent search (reference ``rnn/architect.py``) clips the training
 gradient of the virtual step to the weights' clip norm (``virtual_clip``):
 ``w' = w - xi * (c * grad_w L_train + wd * w)`` with ``c = min(1, clip /
@@ -38,7 +44,8 @@ from typing import Callable
 
 import tensorflow as tf
 
-from autonet_tf.models.shared_traces import frozen_weights
+from autonet_tf.configs import HESSIANS
+from autonet_tf.models.shared_traces import frozen_weights, kept_calls
 from autonet_tf.training import precision
 
 def all_reduce_sum(values: list) -> list:
@@ -98,6 +105,12 @@ class StatelessGradients:
         # traced variant would only lengthen the first step.
         if getattr(model, "trace_sharing", None) == "call":
             self._fn_alphas = traced(False)
+        def traced_product(along):
+            fn = functools.partial(self._product, along=along)
+            return (tf.function(fn, jit_compile=jit_compile, autograph=False)
+                    if traced_once else fn)
+
+        self._products = {along: traced_product(along) for along in ("weights", "alphas")}
 
     def loss(self, weights, alphas, batch, non_trainable=None):
         """(loss, outputs, updated non-trainable values) at the given tensors."""
@@ -131,6 +144,55 @@ class StatelessGradients:
         g_w = precision.unscale(g_w, loss_scale) if weight_gradients else None
         return loss, g_w, precision.unscale(g_a, loss_scale), outputs, updated
 
+    def _product(self, weights, alphas, vector, batch, non_trainable, loss_scale, along):
+        """d/dt grad_a L at (w + t v, a) or (w, a + t v), t = 0.
+
+        Along the weights: forward mode over reverse. Along the alphas:
+        double backprop with the shared edge functions kept as calls
+        (:func:`~autonet_tf.models.shared_traces.kept_calls`): inlined, both
+        forward mode and double backprop come out wrong in this direction
+        (checked against untraced edges; the weight direction is exact).
+        """
+        if along == "alphas":
+            with tf.GradientTape() as outer, kept_calls():
+                outer.watch(alphas)
+                with tf.GradientTape() as inner:
+                    inner.watch(alphas)
+                    loss, _, _ = self.loss(weights, alphas, batch, non_trainable)
+                    scaled = precision.scale_loss(loss, loss_scale)
+                g_a = inner.gradient(scaled, alphas,
+                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                dot = tf.add_n([tf.reduce_sum(g * tf.cast(v, g.dtype))
+                                for g, v in zip(g_a, vector)])
+            product = outer.gradient(dot, alphas,
+                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return precision.unscale(product, loss_scale)
+        with tf.autodiff.ForwardAccumulator(weights, vector) as accumulator:
+            with tf.GradientTape() as tape:
+                tape.watch(alphas)
+                loss, _, _ = self.loss(weights, alphas, batch, non_trainable)
+                scaled = precision.scale_loss(loss, loss_scale)
+            g_a = tape.gradient(scaled, alphas,
+                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        product = [accumulator.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                   for g in g_a]
+        return precision.unscale(product, loss_scale)
+
+    def second_derivative(self, weights, alphas, vector, batch, loss_scale=None,
+                          along: str = "weights"):
+        """An exact Hessian-vector product of the loss, by forward-mode differentiation.
+
+        ``along='weights'``: the mixed term ``grad_a grad_w L . v`` (``v``
+        like the weights) that the second-order architect needs;
+        ``along='alphas'``: ``grad_a grad_a L . v`` (``v`` like the alphas),
+        the alpha Hessian the collapse guard watches. No step size to choose
+        (a finite difference steps across ReLU and max-pool kinks).
+        """
+        non_trainable = [tf.convert_to_tensor(v.value)
+                         for v in self.model.non_trainable_variables]
+        return self._products[along](list(weights), list(alphas), list(vector), batch,
+                                     non_trainable, loss_scale)
+
     def __call__(self, weights, alphas, batch, loss_scale=None, weight_gradients=True):
         """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients.
 
@@ -154,7 +216,10 @@ class Architect:
         of the weights; its learning rate, momentum buffers and L2 define the
         virtual step.
       order: 'first' or 'second'.
-      epsilon: R = epsilon / ||v|| (reference: 0.01).
+      epsilon: R = epsilon / ||v|| (reference: 0.01) of the finite difference.
+      hessian: how second order gets the Hessian-vector product:
+        'finite_difference' (the reference's central difference, two
+        gradient passes) or 'exact' (forward-over-reverse differentiation).
       virtual_clip: clip norm of the training gradient in the virtual step
         (recurrent search: the weights' clip, 0.25); None: no clipping (CNN).
       loss_scale: a callable returning the loss scale of the passes (float16:
@@ -163,9 +228,13 @@ class Architect:
 
     def __init__(self, gradients: StatelessGradients, weight_variables, arch_variables,
                  weight_optimizer, order: str = "first", epsilon: float = 0.01,
-                 virtual_clip: float | None = None, loss_scale=None):
+                 virtual_clip: float | None = None, loss_scale=None,
+                 hessian: str = "finite_difference"):
         if order not in ("first", "second"):
             raise ValueError(f"order must be 'first' or 'second', got {order!r}")
+        if hessian not in HESSIANS:
+            raise ValueError(f"hessian must be one of {HESSIANS}, got {hessian!r}")
+        self.hessian = hessian
         self.grads = gradients
         self.weight_variables = list(weight_variables)
         self.arch_variables = list(arch_variables)
@@ -222,10 +291,14 @@ class Architect:
                 outputs)
 
     def hessian_vector_product(self, weights, alphas, vector, train_batch, loss_scale=None):
-        """Central finite difference of grad_alpha L_train along ``vector``.
+        """grad_alpha grad_w L_train times ``vector``, summed over replicas.
 
-        ``(grad_a L(w + R v) - grad_a L(w - R v)) / (2 R)``, ``R = eps / ||v||``.
+        'finite_difference': ``(grad_a L(w + R v) - grad_a L(w - R v)) / (2 R)``,
+        ``R = eps / ||v||``; 'exact': forward-over-reverse differentiation.
         """
+        if self.hessian == "exact":
+            return all_reduce_sum(self.grads.second_derivative(
+                weights, alphas, vector, train_batch, loss_scale))
         norm = tf.linalg.global_norm(vector)
         radius = self.epsilon / tf.maximum(norm, 1e-12)
         plus = [w + tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]

@@ -320,6 +320,8 @@ class EpochLoop:
                 print(f"Resuming from checkpoint: epoch {start_epoch + 1}, step {start_step}",
                       flush=True)
         history = self._read_history(start_epoch) if self.chief else []
+        self.history = history  # the records so far, also while the epochs run
+        self.stop_requested = False
         averaged = ("loss",) + tuple(self.extra_metrics)
         first_step = True
         short = {"accuracy": "acc", "perplexity": "ppl"}[self.metric]
@@ -390,6 +392,9 @@ class EpochLoop:
                 self._write_history(record, history)
                 self.write_epoch_outputs(epoch + 1, record)
                 print(f"  {self.describe_epoch(record)}", flush=True)
+            if self.stop_requested:  # e.g. the collapse guard: the run is complete here
+                self._save(self.epochs, 0)
+                break
             self._save(epoch + 1, 0)
         if self.preemption is not None:
             # Stops its cluster watcher threads now (its __del__ does only

@@ -69,7 +69,7 @@ class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
         self.architect = Architect(self.gradients, self.weight_variables, self.arch_variables,
                                    self.weight_optimizer, config.order,
                                    config.unrolled_epsilon, virtual_clip=config.grad_clip,
-                                   loss_scale=self._arch_loss_scale)
+                                   loss_scale=self._arch_loss_scale, hessian=config.hessian)
         self._init_loop(config.model_dir, config.epochs, steps, config.seed,
                         config.checkpoint_every, config.log_every, config.progress,
                         model=self.model, weight_optimizer=self.weight_optimizer,

@@ -26,12 +26,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from autonet_tf import progress
+from autonet_tf.search_space.genotypes import Genotype
+
 from autonet_tf.configs import SearchConfig
 from autonet_tf.data.images import ImageDataset
 from autonet_tf.errors import UserInputError
 from autonet_tf.models.cnn_search import SearchNetwork
 from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
+from autonet_tf.training.collapse_guard import CollapseGuard, cell_counts, largest_eigenvalue
 from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
 from autonet_tf.training.optimizers import cosine_learning_rate
 from autonet_tf.training import precision
@@ -100,7 +104,7 @@ class SearchTrainer(SearchCommon, EpochLoop):
         self.architect = Architect(self.gradients, self.weight_variables,
                                    self.arch_variables, self.weight_optimizer,
                                    config.order, config.unrolled_epsilon,
-                                   loss_scale=self._arch_loss_scale)
+                                   loss_scale=self._arch_loss_scale, hessian=config.hessian)
         self._init_loop(config.model_dir, config.epochs, steps, config.seed,
                         config.checkpoint_every, config.log_every, config.progress,
                         model=self.model, weight_optimizer=self.weight_optimizer,
@@ -109,6 +113,9 @@ class SearchTrainer(SearchCommon, EpochLoop):
         self._weight_step = tf.function(self._train_weights_step, autograph=False)
         self.warming_up = False
         self.eval_step = self.make_eval_step(self.model)
+        self.guard = (CollapseGuard(config.guard_max_skip, config.guard_eigen_growth,
+                                    config.guard_window) if config.guard_on else None)
+        self._alpha_hvp = tf.function(self._distributed_alpha_hvp, autograph=False)
 
     # ------------------------------------------------------------------ steps
     def _batch_loss(self, call, batch):
@@ -189,6 +196,105 @@ class SearchTrainer(SearchCommon, EpochLoop):
         return {"primitives": list(self.model.primitives),
                 "normal": np.asarray(normal).round(6).tolist(),
                 "reduce": np.asarray(reduce).round(6).tolist()}
+
+    # --------------------------------------------------------- collapse guard
+    #: Lanczos iterations per eigenvalue estimate (one Hessian-vector product each)
+    EIGEN_ITERATIONS = 10
+
+    def _replica_alpha_hvp(self, batch, vector):
+        """The Hessian of the loss w.r.t. the alphas times ``vector``, summed over replicas.
+
+        Exact (forward mode over the alpha-gradient pass): a central
+        difference in the alphas is dominated by ReLU and max-pool kinks.
+        """
+        weights, alphas = self.architect.values()
+        return all_reduce_sum(self.gradients.second_derivative(
+            weights, alphas, vector, batch, self._arch_loss_scale(), along="alphas"))
+
+    def _distributed_alpha_hvp(self, batch, vector):
+        out = self.strategy.run(self._replica_alpha_hvp, args=(batch, vector))
+        return [self.strategy.experimental_local_results(t)[0] for t in out]
+
+    def hessian_eigenvalue(self, epoch: int) -> float:
+        """Largest eigenvalue of the validation-loss Hessian w.r.t. the alphas.
+
+        Lanczos iteration on the first batch of the architecture split (in
+        order, no augmentation), seeded by (seed, epoch).
+        """
+        batch = next(iter(self._batches(self.arch_split, epoch, shuffle=False)))
+        shapes = [tuple(a.shape) for a in self.arch_variables]
+        sizes = [int(np.prod(s)) for s in shapes]
+
+        def hvp(flat):
+            parts = np.split(flat.astype(np.float32), np.cumsum(sizes)[:-1])
+            vector = [tf.constant(p.reshape(s)) for p, s in zip(parts, shapes)]
+            return np.concatenate([np.ravel(t) for t in self._alpha_hvp(batch, vector)])
+
+        return largest_eigenvalue(hvp, sum(sizes), self.EIGEN_ITERATIONS,
+                                   seed=self.config.seed * 1000 + epoch)
+
+    def _chief_says(self, flag: bool) -> bool:
+        """The chief's ``flag`` on every worker (multi-worker: one all-reduce)."""
+        if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return flag
+        value = tf.constant(1.0 if (flag and self.chief) else 0.0)
+        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                     self.strategy.run(lambda: tf.identity(value)), axis=None)
+        return float(total) > 0
+
+    def end_epoch(self, epoch: int, global_step: int) -> dict:
+        record = super().end_epoch(epoch, global_step)
+        if self.guard is None or self.warming_up:
+            return record
+        first = epoch == self.start_position[0] or not any(
+            "hessian_eigenvalue" in r for r in self.history)
+        with progress.note("  collapse guard: estimating the Hessian eigenvalue (the first "
+                           "time builds its graph)", enabled=first and self.chief and self.progress):
+            signals = {**cell_counts(self.model.genotype()),
+                       "hessian_eigenvalue": round(self.hessian_eigenvalue(epoch), 6)}
+        record.update(signals)
+        decision = self.guard.check(epoch + 1, record, self.history) if self.chief else None
+        self.stop_requested = self._chief_says(bool(decision and decision.stop))
+        if self.chief:
+            with self.writer("train").as_default(step=global_step):
+                for key, value in signals.items():
+                    tf.summary.scalar(f"collapse/{key}", value)
+            if decision.stop:
+                record["collapse_guard"] = {"reason": decision.reason,
+                                            "kept_epoch": decision.keep_epoch}
+        return record
+
+    def describe_epoch(self, record: dict) -> str:
+        text = super().describe_epoch(record)
+        if "hessian_eigenvalue" in record:
+            text += (f"\n  collapse signals: {record['normal_skip_connects']} skip connections, "
+                     f"{record['normal_parameter_free']} parameter-free ops in the normal cell, "
+                     f"Hessian eigenvalue {record['hessian_eigenvalue']:.4g}")
+        guard = record.get("collapse_guard")
+        if guard:
+            kept = (f"the genotype of epoch {guard['kept_epoch']}" if guard["kept_epoch"]
+                    else f"this epoch's genotype with at most {self.config.guard_max_skip} "
+                         f"skip connections")
+            text += (f"\ncollapse guard: stopped the search after epoch {record['epoch']}: "
+                     f"{guard['reason']}; keeping {kept} (--collapse_guard=off searches on)")
+        return text
+
+    def search(self):
+        """Runs (or resumes) the search; returns the final genotype, or the one the guard kept."""
+        self.run_epochs()
+        return self.kept_genotype() or self.genotype()
+
+    def kept_genotype(self):
+        """The genotype the collapse guard kept when it stopped the search (else None)."""
+        guard = next((r["collapse_guard"] for r in getattr(self, "history", [])
+                      if "collapse_guard" in r), None)
+        if guard is None:
+            return None
+        if guard["kept_epoch"] is None:
+            caps = [c for c in (self.config.guard_max_skip, self.config.max_skip) if c is not None]
+            return self.model.genotype(min(caps))
+        kept = next(r for r in self.history if r["epoch"] == guard["kept_epoch"])
+        return Genotype.from_dict(kept["genotype"])
 
     # ------------------------------------------------------------------ hooks
     def begin_epoch(self, epoch: int) -> dict:
