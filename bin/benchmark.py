@@ -177,7 +177,7 @@ def main(argv):
     times = _time_steps(trainer, iterators)
     extra = {}
     if search and FLAGS.hvp_error:
-        extra["fd_hvp_relative_error"] = _hvp_error(trainer, next(iterators[0]))
+        extra["fd_hvp_relative_error"] = _hvp_error(trainer, next(trainer.epoch_iterators(1)[0]))
     result = {
         "benchmark": "darts_search_iteration" if search else "network_train_step",
         "order": FLAGS.order if search else None,

@@ -52,6 +52,9 @@ def test_mirrored_search_step_matches_single_device(order, tmp_path, mirrored_st
     for before, after in zip(single.initial_alphas, single.arch_variables):
         assert np.abs(np.asarray(after) - before).max() > 1e-5
     assert single.arch_optimizer.iterations.numpy() == 2
+    # The collapse guard's eigenvalue: the same global batch, the same number.
+    assert mirrored.hessian_eigenvalue(0) == pytest.approx(single.hessian_eigenvalue(0),
+                                                           rel=1e-3)
 
 
 @pytest.mark.slow

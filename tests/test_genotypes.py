@@ -148,3 +148,23 @@ def test_max_skip_rules_out_the_weakest_skip_connections_until_the_cap_holds():
     assert all(op == "sep_conv_3x3" for op, _ in capped.normal[:-2])
     assert capped.reduce == plain.reduce  # the reduction cell is not capped
     assert derive(normal, reduce, max_skip=8) == plain
+
+
+def test_random_genotypes_are_valid_cells_drawn_uniformly():
+    import numpy as np
+
+    from autonet_tf.search_space.genotypes import PRIMITIVES, random_genotype
+
+    rng = np.random.default_rng(0)
+    cells = [random_genotype(rng) for _ in range(200)]
+    seen = set()
+    for g in cells:
+        for gene in (g.normal, g.reduce):
+            assert len(gene) == 8
+            for i in range(4):
+                (op_a, a), (op_b, b) = gene[2 * i:2 * i + 2]
+                assert a != b and 0 <= a < 2 + i and 0 <= b < 2 + i
+                seen.update((op_a, op_b))
+    assert seen == set(PRIMITIVES) - {"none"}
+    assert random_genotype(np.random.default_rng(5)) == random_genotype(np.random.default_rng(5))
+    assert len({g.normal for g in cells}) > 190

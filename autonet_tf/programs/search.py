@@ -85,15 +85,6 @@ flags.DEFINE_integer("train_nhid", None, "RNN: emsize = nhid of the retrained mo
 
 FLAGS = flags.FLAGS
 
-# The embedded dataset's quick preset for flags the user did not set.
-# The paper's Adam rate 3e-4 barely moves the alphas in the ~110 architecture
-# steps of this preset (softmaxed alphas within 0.124-0.126 after 10 epochs).
-# Measured on digits (2 warm-up epochs, 8 searching): mean best-vs-second
-# margin of the normal cell 0.005 at 3e-3, 0.017 at 1e-2, 0.04-0.08 at 5e-2
-# (where the normal cell drifted to pooling, the known DARTS collapse).
-DIGITS_PRESET = {"epochs": 10, "layers": 5, "init_channels": 8, "arch_learning_rate": 1e-2}
-
-
 def build_config() -> SearchConfig:
     values = {name: FLAGS[name].value for name in (
         "order", "hessian", "epochs", "batch_size", "layers", "init_channels", "steps", "multiplier",
@@ -104,8 +95,8 @@ def build_config() -> SearchConfig:
         "guard_window")}
     values.update(cli_flags.runtime_values())
     if FLAGS.dataset == "digits":
-        for name in cli.unset_flags(DIGITS_PRESET):
-            values[name] = DIGITS_PRESET[name]
+        for name in cli.unset_flags(cli_flags.DIGITS_SEARCH_PRESET):
+            values[name] = cli_flags.DIGITS_SEARCH_PRESET[name]
     values["model_dir"] = FLAGS.model_dir or os.path.join(
         "runs", f"search_{cli_flags.dataset_stem()}")
     config = SearchConfig(data=cli_flags.data_config(), **values)

@@ -241,6 +241,27 @@ def derive(alphas_normal, alphas_reduce, steps: int = DEFAULT_STEPS,
     )
 
 
+def random_genotype(rng: np.random.Generator, steps: int = DEFAULT_STEPS,
+                    multiplier: int = 4, primitives: Sequence[str] = PRIMITIVES) -> Genotype:
+    """A uniformly sampled cell pair (the random baseline of a search).
+
+    Every intermediate node takes 2 distinct inputs among its predecessors,
+    each with an op drawn uniformly from ``primitives`` without 'none',
+    the same shape of cell the derivation produces.
+    """
+    ops = [p for p in primitives if p != "none"]
+
+    def cell():
+        gene = []
+        for i in range(steps):
+            for j in sorted(rng.choice(2 + i, size=2, replace=False)):
+                gene.append((ops[int(rng.integers(len(ops)))], int(j)))
+        return tuple(gene)
+
+    concat = tuple(range(2 + steps - multiplier, steps + 2))
+    return Genotype(normal=cell(), normal_concat=concat, reduce=cell(), reduce_concat=concat)
+
+
 def _edge_rows(gene, steps: int) -> list[int]:
     """The alpha row of each kept edge of a parsed cell (two per node, in order)."""
     rows, start = [], 0
