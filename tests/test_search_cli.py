@@ -139,6 +139,8 @@ def _npz(path, **overrides):
      ["not prepared in", "(--nodownload)", "tfds build mnist"]),
     (lambda t: ["--epochs=0"], ["--epochs=0 is invalid", "> 0"]),
     (lambda t: ["--order=third"], ["--order"]),
+    (lambda t: ["--hessian=approx"], ["--hessian"]),
+    (lambda t: ["--guard_eigen_growth=0.9"], ["--guard_eigen_growth=0.9 is invalid", "> 1"]),
     (lambda t: ["--train_portion=1.5"], ["--train_portion=1.5 is invalid"]),
     (lambda t: ["--batch_size=5000"], ["--batch_size=5000 is larger than the training splits"]),
     (lambda t: ["--layers=abc"], ["--layers"]),
