@@ -156,6 +156,11 @@ class SearchConfig(RuntimeConfig):
     # uses 2 against the collapse to skips); None: no cap, the reference.
     max_skip: int | None = None
     alpha_init_scale: float = 1e-3  # model_search.py: 1e-3 * randn
+    # 'darts' or 'pc_darts': partial channel connections (1/partial_channels
+    # of the channels through each MixedOp, then a channel shuffle) and edge
+    # normalisation (betas), PC-DARTS (Xu et al. 2020); K=4 for CIFAR.
+    method: str = "darts"
+    partial_channels: int = 4
     # Collapse guard (training.collapse_guard): 'auto' is on except on
     # cifar10, where the paper's search runs unchanged; 'off' is the reference.
     collapse_guard: str = "auto"
@@ -185,6 +190,13 @@ class SearchConfig(RuntimeConfig):
             if value is not None:
                 _check(isinstance(value, int) and 0 <= value <= 2 * self.steps, name, value,
                        f"an integer in [0, {2 * self.steps}] (2 edges per node)")
+        _check(self.method in ("darts", "pc_darts"), "method", self.method,
+               "darts or pc_darts")
+        _positive("partial_channels", self.partial_channels)
+        if self.pc_darts:
+            _check(self.init_channels % self.partial_channels == 0, "partial_channels",
+                   self.partial_channels,
+                   f"a divisor of --init_channels ({self.init_channels})")
         _check(self.collapse_guard in ("auto", "on", "off"), "collapse_guard",
                self.collapse_guard, "one of auto, on, off")
         _check(isinstance(self.guard_eigen_growth, (int, float))
@@ -205,6 +217,10 @@ class SearchConfig(RuntimeConfig):
         _check(self.learning_rate_min <= self.learning_rate, "learning_rate_min",
                self.learning_rate_min, f"at most --learning_rate ({self.learning_rate})")
         _validate_runtime(self)
+
+    @property
+    def pc_darts(self) -> bool:
+        return self.method == "pc_darts"
 
     @property
     def guard_on(self) -> bool:

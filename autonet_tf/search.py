@@ -61,7 +61,20 @@ def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = N
     with progress.note(f"Building the supernet ({config.layers} cells, C={config.init_channels})",
                        enabled=config.progress and is_chief(strategy)):
         trainer = SearchTrainer(config, dataset, strategy)  # validates sizes; writes nothing
+    if config.progress and is_chief(strategy):
+        print(describe_supernet(trainer.model), flush=True)
     return _finish_search(config, trainer, strategy)
+
+
+def describe_supernet(model) -> str:
+    """One line: the supernet's weights and architecture weights (alphas, betas)."""
+    count = lambda variables: sum(int(v.numpy().size) for v in variables)  # noqa: E731
+    alphas = count([model.alphas_normal, model.alphas_reduce])
+    line = (f"Supernet: {count(model.weight_variables):,} weights, {alphas} alphas")
+    if model.betas:
+        line += (f", {count(model.betas)} betas (PC-DARTS: 1/{model.partial_channels} of the "
+                 f"channels through each edge)")
+    return line
 
 
 def run_rnn_search(config: RNNSearchConfig, strategy: tf.distribute.Strategy | None = None,

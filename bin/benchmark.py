@@ -46,6 +46,9 @@ flags.DEFINE_integer("nhid", None, "RNN: emsize = nhid (rnn_search 300, rnn_trai
 flags.DEFINE_integer("bptt", 35, "RNN: tokens per window.")
 flags.DEFINE_integer("vocab_size", 10000, "RNN: vocabulary size.")
 flags.DEFINE_enum("order", "first", ["first", "second"], "Architecture gradient order.")
+flags.DEFINE_enum("method", "darts", ["darts", "pc_darts"], "Search: DARTS or PC-DARTS "
+                  "(partial channels, edge normalisation).")
+flags.DEFINE_integer("partial_channels", 4, "PC-DARTS: 1/K of the channels through the ops.")
 flags.DEFINE_enum("hessian", "finite_difference", ["finite_difference", "exact"],
                   "Second order: the Hessian-vector product (see bin/search.py --hessian).")
 flags.DEFINE_bool("hvp_error", False, "Search, second order: also measure the finite "
@@ -161,7 +164,8 @@ def main(argv):
                   mixed_precision=FLAGS.mixed_precision)
     if search:
         config = SearchConfig(order=FLAGS.order, trace_sharing=FLAGS.trace_sharing,
-                              hessian=FLAGS.hessian, **common)
+                              hessian=FLAGS.hessian, method=FLAGS.method,
+                              partial_channels=FLAGS.partial_channels, **common)
     else:
         config = TrainConfig(genotype=FLAGS.genotype, network="cifar", **common)
     config.validate()
@@ -182,8 +186,12 @@ def main(argv):
         "benchmark": "darts_search_iteration" if search else "network_train_step",
         "order": FLAGS.order if search else None,
         "hessian": FLAGS.hessian if search and FLAGS.order == "second" else None,
+        "method": FLAGS.method if search else None,
         "genotype": None if search else FLAGS.genotype,
-        "parameters": None if search else trainer.parameters, "batch_size": FLAGS.batch_size, "layers": FLAGS.layers,
+        "parameters": (sum(int(v.numpy().size) for v in trainer.weight_variables) if search
+                       else trainer.parameters),
+        "arch_parameters": (sum(int(v.numpy().size) for v in trainer.arch_variables)
+                            if search else None), "batch_size": FLAGS.batch_size, "layers": FLAGS.layers,
         "init_channels": FLAGS.init_channels, "image_size": size,
         "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
         "mixed_precision": FLAGS.mixed_precision, "replicas": trainer.replicas,

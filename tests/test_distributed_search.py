@@ -14,10 +14,11 @@ from autonet_tf.training.search_trainer import SearchTrainer
 from conftest import assert_one_line_error, run_bin
 
 
-def _train(strategy, order, tmp_path, steps=2):
+def _train(strategy, order, tmp_path, steps=2, method="darts"):
     config = SearchConfig(model_dir=str(tmp_path), order=order, epochs=1, batch_size=16,
                           layers=2, init_channels=4, steps=1, multiplier=1,
-                          max_steps_per_epoch=steps, progress=False, seed=5)
+                          max_steps_per_epoch=steps, progress=False, seed=5, method=method,
+                          partial_channels=2)
     data = images.load(config.data, config.seed)
     trainer = SearchTrainer(config, data, strategy)
     trainer.initial_alphas = [np.array(v) for v in trainer.arch_variables]
@@ -37,11 +38,11 @@ def _assert_replicas_identical(strategy, variables):
         np.testing.assert_array_equal(copies[0], copies[1])
 
 
-@pytest.mark.parametrize("order", ["first"])
+@pytest.mark.parametrize("order, method", [("first", "darts"), ("first", "pc_darts")])
 @pytest.mark.slow
-def test_mirrored_search_step_matches_single_device(order, tmp_path, mirrored_strategy):
-    single = _train(tf.distribute.get_strategy(), order, tmp_path / "one")
-    mirrored = _train(mirrored_strategy, order, tmp_path / "two")
+def test_mirrored_search_step_matches_single_device(order, method, tmp_path, mirrored_strategy):
+    single = _train(tf.distribute.get_strategy(), order, tmp_path / "one", method=method)
+    mirrored = _train(mirrored_strategy, order, tmp_path / "two", method=method)
     assert mirrored.replicas == 2
     for a, b in zip(single.arch_variables, mirrored.arch_variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-6)

@@ -168,3 +168,32 @@ def test_random_genotypes_are_valid_cells_drawn_uniformly():
     assert seen == set(PRIMITIVES) - {"none"}
     assert random_genotype(np.random.default_rng(5)) == random_genotype(np.random.default_rng(5))
     assert len({g.normal for g in cells}) > 190
+
+
+def test_pc_darts_edge_normalisation_picks_edges_by_op_weight_times_edge_weight():
+    import numpy as np
+
+    from autonet_tf.search_space.genotypes import PRIMITIVES, derive, edge_weights
+
+    steps = 2  # node 0: edges 0, 1; node 1: edges 2, 3, 4
+    sep, skip = PRIMITIVES.index("sep_conv_3x3"), PRIMITIVES.index("skip_connect")
+    alphas = np.zeros((5, 8))
+    # Op weights alone: node 1 prefers edges 2 and 3 (strong sep_conv), edge 4 is weaker.
+    alphas[0, sep] = alphas[1, sep] = 1.0
+    alphas[2, sep] = alphas[3, sep] = 3.0
+    alphas[4, skip] = 2.0
+    plain = derive(alphas, alphas, steps, 2)
+    assert plain.normal[2:] == (("sep_conv_3x3", 0), ("sep_conv_3x3", 1))
+    # Betas that put node 1's weight on edge 4 (input 2) and on edge 2 (input 0).
+    betas = np.array([0.0, 0.0, 2.0, -3.0, 3.0])
+    w = edge_weights(betas, steps)
+    np.testing.assert_allclose([w[:2].sum(), w[2:].sum()], [1.0, 1.0])
+    np.testing.assert_allclose(w[2:], np.exp([2.0, -3.0, 3.0]) / np.exp([2.0, -3.0, 3.0]).sum())
+    pc = derive(alphas, alphas, steps, 2, betas_normal=betas, betas_reduce=np.zeros(5))
+    # Score of an input: its best op weight times its edge weight.
+    scores = {j: (np.exp(alphas[2 + j]) / np.exp(alphas[2 + j]).sum()).max() * w[2 + j]
+              for j in range(3)}
+    best = sorted(scores, key=lambda j: -scores[j])[:2]
+    assert [j for _, j in pc.normal[2:]] == best == [2, 0]
+    assert pc.normal[2:] == (("skip_connect", 2), ("sep_conv_3x3", 0))
+    assert pc.reduce == plain.reduce  # equal betas: the plain rule

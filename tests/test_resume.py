@@ -81,17 +81,20 @@ def _compare_with_resumed(make, run, tmp_path):
 
 
 @pytest.mark.slow
-def test_cnn_search_resumes_every_variable(tmp_path):
+@pytest.mark.parametrize("method, order", [("darts", "first"), ("pc_darts", "second")])
+def test_cnn_search_resumes_every_variable(tmp_path, method, order):
     data = images.load(DataConfig(), 5)
 
     def make(d):
         config = SearchConfig(model_dir=str(d), epochs=2, batch_size=16, layers=3,
                               init_channels=4, steps=2, multiplier=2, max_steps_per_epoch=STEPS,
-                              checkpoint_every=1, progress=False, seed=5)
+                              checkpoint_every=1, progress=False, seed=5, method=method,
+                              partial_channels=2, order=order)
         return SearchTrainer(config, data)
 
     whole, resumed = _compare_with_resumed(make, lambda t: t.search(), tmp_path)
     assert len(whole.model.non_trainable_variables) > 100  # every cell's BN statistics
+    assert len(whole.arch_variables) == (4 if method == "pc_darts" else 2)  # betas too
     assert resumed.model.genotype() == whole.model.genotype()
     a, b = whole.validate(1), resumed.validate(1)
     assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from autonet_tf.configs import TRACE_SHARING
-from autonet_tf.models.shared_traces import SharedTraces
+from autonet_tf.models.shared_traces import SharedTraces, sharing_off
 from autonet_tf.search_space import genotypes
 from autonet_tf.search_space.ops import batch_norm, cell_preprocessing, make_op
 from autonet_tf.tracking import CheckpointCollections
@@ -41,15 +41,19 @@ class MixedOp(CheckpointCollections, keras.layers.Layer):
 
     def __init__(self, filters: int, stride: int,
                  primitives: Sequence[str] = genotypes.PRIMITIVES,
-                 sync_bn: bool = False, **kwargs):
+                 sync_bn: bool = False, partial_channels: int = 1, **kwargs):
         super().__init__(**kwargs)
+        if filters % partial_channels:
+            raise ValueError(f"filters ({filters}) must be divisible by partial_channels "
+                             f"({partial_channels})")
         self.filters = filters
         self.stride = stride
         self.primitives = tuple(primitives)
         self.sync_bn = sync_bn
+        self.partial_channels = partial_channels
         self.op_indices = [k for k, p in enumerate(self.primitives) if p != "none"]
         self.candidate_ops = [
-            make_op(self.primitives[k], filters, stride, affine=False,
+            make_op(self.primitives[k], filters // partial_channels, stride, affine=False,
                     sync_bn=sync_bn, pool_bn=True)
             for k in self.op_indices
         ]
@@ -59,27 +63,52 @@ class MixedOp(CheckpointCollections, keras.layers.Layer):
 
     def call(self, x, weights, training=None):
         traces = self.__dict__.get("_shared_traces")
-        if traces is None or not self.__dict__.get("_variables_created"):
+        if traces is None or not self.__dict__.get("_variables_created") or sharing_off():
             out = self._mix(x, weights, training)
             self.__dict__["_variables_created"] = True
             return out
         return traces.call(self, x, weights, training)
 
     def _mix(self, x, weights, training=None):
+        k = self.partial_channels
+        if k == 1:
+            return self._weighted_sum(x, weights, training)
+        # PC-DARTS: 1/k of the channels go through the ops, the rest bypass
+        # them (max-pooled on a reduction edge); a channel shuffle then mixes
+        # the two parts for the next edge.
+        part = x.shape[-1] // k
+        mixed = self._weighted_sum(x[..., :part], weights, training)
+        rest = x[..., part:]
+        if self.stride == 2:
+            rest = tf.nn.max_pool2d(rest, 2, 2, "SAME")  # the ops' output size
+        out = tf.concat([mixed, rest], axis=-1)
+        return channel_shuffle(out, k)
+
+    def _weighted_sum(self, x, weights, training):
         weights = tf.cast(weights, x.dtype)
         total = None
         for k, op in zip(self.op_indices, self.candidate_ops):
             term = weights[k] * op(x, training=training)
             total = term if total is None else total + term
         if total is None:  # only 'none' on this edge
-            return make_op("none", self.filters, self.stride, False)(x)
+            return make_op("none", x.shape[-1], self.stride, False)(x)
         return total
 
     def get_config(self):
         config = super().get_config()
         config.update(filters=self.filters, stride=self.stride,
-                      primitives=list(self.primitives), sync_bn=self.sync_bn)
+                      primitives=list(self.primitives), sync_bn=self.sync_bn,
+                      partial_channels=self.partial_channels)
         return config
+
+
+def channel_shuffle(x, groups: int):
+    """Interleaves ``groups`` channel groups (NHWC), as ShuffleNet and PC-DARTS do."""
+    shape = tf.shape(x)
+    c = x.shape[-1]
+    x = tf.reshape(x, tf.concat([shape[:-1], [groups, c // groups]], 0))
+    x = tf.transpose(x, [0, 1, 2, 4, 3])
+    return tf.reshape(x, tf.concat([shape[:-1], [c]], 0))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -89,9 +118,10 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
     def __init__(self, filters: int, reduction: bool, reduction_prev: bool,
                  steps: int = genotypes.DEFAULT_STEPS, multiplier: int = 4,
                  primitives: Sequence[str] = genotypes.PRIMITIVES,
-                 sync_bn: bool = False, **kwargs):
+                 sync_bn: bool = False, partial_channels: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.partial_channels = partial_channels
         self.reduction = reduction
         self.reduction_prev = reduction_prev
         self.steps = steps
@@ -104,12 +134,14 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
         for i in range(steps):
             for j in range(2 + i):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(filters, stride, self.primitives, sync_bn))
+                self.edges.append(MixedOp(filters, stride, self.primitives, sync_bn,
+                                          partial_channels))
 
     def build(self, *shapes):
         self.built = True  # sub-layers build lazily; see ops._Op.build
 
-    def call(self, s0, s1, weights, training=None):
+    def call(self, s0, s1, weights, edge_weights=None, training=None):
+        """``edge_weights``: PC-DARTS' per-edge weights (normalised betas), or None."""
         states = [self.preprocess0(s0, training=training),
                   self.preprocess1(s1, training=training)]
         offset = 0
@@ -117,6 +149,8 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
             node = None
             for j, h in enumerate(states):
                 term = self.edges[offset + j](h, weights[offset + j], training=training)
+                if edge_weights is not None:
+                    term = tf.cast(edge_weights[offset + j], term.dtype) * term
                 node = term if node is None else node + term
             offset += len(states)
             states.append(node)
@@ -127,7 +161,7 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
         config.update(filters=self.filters, reduction=self.reduction,
                       reduction_prev=self.reduction_prev, steps=self.steps,
                       multiplier=self.multiplier, primitives=list(self.primitives),
-                      sync_bn=self.sync_bn)
+                      sync_bn=self.sync_bn, partial_channels=self.partial_channels)
         return config
 
 
@@ -165,7 +199,8 @@ class SearchNetwork(CheckpointCollections, keras.Model):
                  stem_multiplier: int = 3,
                  primitives: Sequence[str] = genotypes.PRIMITIVES,
                  sync_bn: bool = False, alpha_init_scale: float = 1e-3,
-                 seed: int | None = None, trace_sharing: str = "inline", **kwargs):
+                 seed: int | None = None, trace_sharing: str = "inline",
+                 partial_channels: int = 1, edge_normalization: bool = False, **kwargs):
         super().__init__(**kwargs)
         if "none" not in primitives:
             raise ValueError(f"primitives must contain 'none', got {list(primitives)}")
@@ -179,6 +214,8 @@ class SearchNetwork(CheckpointCollections, keras.Model):
         self.sync_bn = sync_bn
         self.alpha_init_scale = alpha_init_scale
         self.seed = seed
+        self.partial_channels = partial_channels
+        self.edge_normalization = edge_normalization
 
         self.stem_conv = keras.layers.Conv2D(stem_multiplier * init_channels, 3,
                                              padding="same", use_bias=False)
@@ -193,7 +230,7 @@ class SearchNetwork(CheckpointCollections, keras.Model):
                 channels *= 2
             self.cells.append(SearchCell(channels, reduction, reduction_prev, steps,
                                          multiplier, self.primitives, sync_bn,
-                                         name=f"cell_{i}"))
+                                         partial_channels, name=f"cell_{i}"))
             reduction_prev = reduction
         if trace_sharing not in TRACE_SHARING:
             raise ValueError(f"trace_sharing must be one of {TRACE_SHARING}, "
@@ -219,11 +256,31 @@ class SearchNetwork(CheckpointCollections, keras.Model):
         self.alphas_reduce = self.add_weight(shape=shape, initializer=init(1),
                                              autocast=False,
                                              name="alphas_reduce")
+        self.betas = []
+        if edge_normalization:  # PC-DARTS: one weight per edge, softmaxed per node
+            self.betas_normal = self.add_weight(shape=shape[:1], initializer=init(2),
+                                                autocast=False, name="betas_normal")
+            self.betas_reduce = self.add_weight(shape=shape[:1], initializer=init(3),
+                                                autocast=False, name="betas_reduce")
+            self.betas = [self.betas_normal, self.betas_reduce]
 
     @property
     def arch_variables(self) -> list:
-        """The architecture weights (alphas)."""
-        return [self.alphas_normal, self.alphas_reduce]
+        """The architecture weights (alphas, and the PC-DARTS betas)."""
+        return [self.alphas_normal, self.alphas_reduce] + list(self.betas)
+
+    def edge_weights(self):
+        """PC-DARTS: the betas softmaxed per node, (normal, reduce); (None, None) without."""
+        if not self.betas:
+            return None, None
+        return tuple(self._node_softmax(b) for b in self.betas)
+
+    def _node_softmax(self, betas):
+        parts, start = [], 0
+        for i in range(self.steps):
+            parts.append(tf.nn.softmax(betas[start:start + i + 2]))
+            start += i + 2
+        return tf.concat(parts, 0)
 
     @property
     def weight_variables(self) -> list:
@@ -241,10 +298,12 @@ class SearchNetwork(CheckpointCollections, keras.Model):
 
     def call(self, x, training=None):
         normal, reduce = self.arch_weights()
+        edges_normal, edges_reduce = self.edge_weights()
         s0 = s1 = self.stem_bn(self.stem_conv(x), training=training)
         for cell in self.cells:
             weights = reduce if cell.reduction else normal
-            s0, s1 = s1, cell(s0, s1, weights, training=training)
+            edges = edges_reduce if cell.reduction else edges_normal
+            s0, s1 = s1, cell(s0, s1, weights, edges, training=training)
         logits = self.classifier(self.global_pooling(s1))
         if logits.dtype in (tf.float16, tf.bfloat16):  # losses in float32
             logits = tf.cast(logits, tf.float32)
@@ -252,9 +311,11 @@ class SearchNetwork(CheckpointCollections, keras.Model):
 
     def genotype(self, max_skip: int | None = None) -> genotypes.Genotype:
         """The discrete cells implied by the current alphas (see genotypes.derive)."""
+        betas = [np.asarray(b) for b in self.betas] or [None, None]
         return genotypes.derive(np.asarray(self.alphas_normal),
                                 np.asarray(self.alphas_reduce),
-                                self.steps, self.multiplier, self.primitives, max_skip)
+                                self.steps, self.multiplier, self.primitives, max_skip,
+                                *betas)
 
     def get_config(self):
         return {
@@ -270,4 +331,6 @@ class SearchNetwork(CheckpointCollections, keras.Model):
             "alpha_init_scale": self.alpha_init_scale,
             "seed": self.seed,
             "trace_sharing": self.trace_sharing,
+            "partial_channels": self.partial_channels,
+            "edge_normalization": self.edge_normalization,
         }

@@ -31,6 +31,14 @@ flags.DEFINE_enum("model", "cnn", ["cnn", "rnn"],
                   "What to search: CNN cells (images) or a recurrent cell (text corpus).")
 flags.DEFINE_string("model_dir", None, "Run directory (default runs/search_<dataset>).")
 flags.DEFINE_enum("order", _D.order, ["first", "second"], "Architecture gradient order.")
+flags.DEFINE_enum("method", _D.method, ["darts", "pc_darts"],
+                  "'pc_darts': partial channel connections (1/--partial_channels of the "
+                  "channels through each edge's ops, then a channel shuffle) and edge "
+                  "normalisation (betas), PC-DARTS; unset flags then take its CIFAR values "
+                  "(batch 256, learning rate 0.1, alphas' Adam rate 6e-4, 15 warm-up epochs; "
+                  "not on digits).")
+flags.DEFINE_integer("partial_channels", _D.partial_channels,
+                     "PC-DARTS: K, 1/K of the channels go through the ops (CIFAR: 4).")
 flags.DEFINE_enum("hessian", _D.hessian, list(HESSIANS),
                   "Second order: the Hessian-vector product as the paper's central "
                   "'finite_difference' (R = 0.01/||v||) or 'exact' (forward-mode over the "
@@ -85,9 +93,14 @@ flags.DEFINE_integer("train_nhid", None, "RNN: emsize = nhid of the retrained mo
 
 FLAGS = flags.FLAGS
 
+# PC-DARTS' CIFAR-10 search (train_search.py of its code) for unset flags.
+PC_DARTS_PRESET = {"batch_size": 256, "learning_rate": 0.1, "arch_learning_rate": 6e-4,
+                   "arch_warmup_epochs": 15}
+
+
 def build_config() -> SearchConfig:
     values = {name: FLAGS[name].value for name in (
-        "order", "hessian", "epochs", "batch_size", "layers", "init_channels", "steps", "multiplier",
+        "order", "hessian", "method", "partial_channels", "epochs", "batch_size", "layers", "init_channels", "steps", "multiplier",
         "train_portion",
         "learning_rate", "learning_rate_min", "momentum", "weight_decay", "grad_clip",
         "arch_learning_rate", "arch_weight_decay", "arch_warmup_epochs", "seed",
@@ -97,6 +110,9 @@ def build_config() -> SearchConfig:
     if FLAGS.dataset == "digits":
         for name in cli.unset_flags(cli_flags.DIGITS_SEARCH_PRESET):
             values[name] = cli_flags.DIGITS_SEARCH_PRESET[name]
+    elif FLAGS.method == "pc_darts":
+        for name in cli.unset_flags(PC_DARTS_PRESET):
+            values[name] = PC_DARTS_PRESET[name]
     values["model_dir"] = FLAGS.model_dir or os.path.join(
         "runs", f"search_{cli_flags.dataset_stem()}")
     config = SearchConfig(data=cli_flags.data_config(), **values)
@@ -105,7 +121,8 @@ def build_config() -> SearchConfig:
 
 
 CNN_ONLY = ("layers", "init_channels", "steps", "multiplier", "train_portion", "learning_rate_min", "momentum",
-            "trace_sharing", "arch_warmup_epochs", "max_skip", "collapse_guard",
+            "trace_sharing", "arch_warmup_epochs", "max_skip", "collapse_guard", "method",
+            "partial_channels",
             "guard_max_skip", "guard_eigen_growth", "guard_window",
             "augment", "image_size", "train_layers", "train_init_channels",
             "train_learning_rate_min", "train_momentum", "network", "auxiliary",

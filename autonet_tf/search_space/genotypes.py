@@ -207,9 +207,25 @@ def _as_concat(value, field: str) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
+def edge_weights(betas, steps: int = DEFAULT_STEPS) -> np.ndarray:
+    """PC-DARTS edge normalisation: ``betas`` softmaxed over each node's incoming edges.
+
+    Returns one weight per edge (shape ``(num_edges(steps),)``); the edges
+    of node ``i`` (``2 + i`` of them) sum to 1.
+    """
+    betas = np.asarray(betas, dtype=np.float64)
+    if betas.shape != (num_edges(steps),):
+        raise UserInputError(f"betas have shape {betas.shape}, expected ({num_edges(steps)},)")
+    out, start = [], 0
+    for i in range(steps):
+        out.append(_softmax(betas[start:start + i + 2]))
+        start += i + 2
+    return np.concatenate(out)
+
+
 def derive(alphas_normal, alphas_reduce, steps: int = DEFAULT_STEPS,
            multiplier: int = 4, primitives: Sequence[str] = PRIMITIVES,
-           max_skip: int | None = None) -> Genotype:
+           max_skip: int | None = None, betas_normal=None, betas_reduce=None) -> Genotype:
     """Discretises architecture weights into a genotype (reference ``genotype()``).
 
     Each alpha row is softmaxed; for every intermediate node the 2 incoming
@@ -222,8 +238,17 @@ def derive(alphas_normal, alphas_reduce, steps: int = DEFAULT_STEPS,
         while there are more, the kept skip connection with the smallest
         weight is ruled out and the cell derived again. None: no cap (the
         reference).
+      betas_normal, betas_reduce: PC-DARTS edge-normalisation weights (shape
+        ``(num_edges(steps),)``), or None. Each edge's op weights are then
+        multiplied by its :func:`edge_weights` before the 2 strongest incoming
+        edges of a node are picked (the PC-DARTS rule); the op of an edge is
+        unchanged.
     """
-    normal_weights = _softmax(alphas_normal)
+    def weights(alphas, betas):
+        w = _softmax(alphas)
+        return w if betas is None else w * edge_weights(betas, steps)[:, None]
+
+    normal_weights = weights(alphas_normal, betas_normal)
     normal = _parse(normal_weights, steps, primitives)
     if max_skip is not None and "skip_connect" in primitives:
         skip = list(primitives).index("skip_connect")
@@ -236,7 +261,7 @@ def derive(alphas_normal, alphas_reduce, steps: int = DEFAULT_STEPS,
     return Genotype(
         normal=normal,
         normal_concat=tuple(range(2 + steps - multiplier, steps + 2)),
-        reduce=_parse(_softmax(alphas_reduce), steps, primitives),
+        reduce=_parse(weights(alphas_reduce, betas_reduce), steps, primitives),
         reduce_concat=tuple(range(2 + steps - multiplier, steps + 2)),
     )
 

@@ -45,7 +45,7 @@ from typing import Callable
 import tensorflow as tf
 
 from autonet_tf.configs import HESSIANS
-from autonet_tf.models.shared_traces import frozen_weights, kept_calls
+from autonet_tf.models.shared_traces import frozen_weights, unshared
 from autonet_tf.training import precision
 
 def all_reduce_sum(values: list) -> list:
@@ -147,14 +147,14 @@ class StatelessGradients:
     def _product(self, weights, alphas, vector, batch, non_trainable, loss_scale, along):
         """d/dt grad_a L at (w + t v, a) or (w, a + t v), t = 0.
 
-        Along the weights: forward mode over reverse. Along the alphas:
-        double backprop with the shared edge functions kept as calls
-        (:func:`~autonet_tf.models.shared_traces.kept_calls`): inlined, both
-        forward mode and double backprop come out wrong in this direction
-        (checked against untraced edges; the weight direction is exact).
+        Along the weights: forward mode over reverse; along the alphas:
+        double backprop. Both with every edge traced on its own
+        (:func:`~autonet_tf.models.shared_traces.unshared`): through the
+        shared edge functions TensorFlow returns wrong second derivatives in
+        float32 (checked against nested tapes).
         """
         if along == "alphas":
-            with tf.GradientTape() as outer, kept_calls():
+            with tf.GradientTape() as outer, unshared():
                 outer.watch(alphas)
                 with tf.GradientTape() as inner:
                     inner.watch(alphas)
@@ -167,7 +167,7 @@ class StatelessGradients:
             product = outer.gradient(dot, alphas,
                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return precision.unscale(product, loss_scale)
-        with tf.autodiff.ForwardAccumulator(weights, vector) as accumulator:
+        with tf.autodiff.ForwardAccumulator(weights, vector) as accumulator, unshared():
             with tf.GradientTape() as tape:
                 tape.watch(alphas)
                 loss, _, _ = self.loss(weights, alphas, batch, non_trainable)

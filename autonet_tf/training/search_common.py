@@ -20,6 +20,10 @@ from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training.precision import loss_scale, loss_scaled
 
 
+#: keys of ``softmax_alphas()`` that are not a cell's op-weight rows
+NOT_CELLS = ("primitives", "edges")
+
+
 def alpha_decidedness(alphas: dict) -> dict:
     """How decided each cell's softmaxed alphas are, as history fields.
 
@@ -32,7 +36,7 @@ def alpha_decidedness(alphas: dict) -> dict:
     keep = [k for k, p in enumerate(names) if p != "none"]
     out = {}
     for cell, rows in alphas.items():
-        if cell == "primitives":
+        if cell in NOT_CELLS:
             continue
         p = np.asarray(rows, np.float64)
         entropy = -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=1) / np.log(p.shape[1])
@@ -87,7 +91,7 @@ class SearchCommon:
                     kind, cell = key[len("alpha_"):].split("_", 1)
                     tf.summary.scalar(f"decided_{cell}/{kind}", value)
             for cell, rows in alphas.items():
-                if cell == "primitives":
+                if cell in NOT_CELLS:
                     continue
                 weights = np.asarray(rows)
                 for k, op in enumerate(alphas["primitives"]):

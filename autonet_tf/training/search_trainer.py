@@ -45,7 +45,8 @@ from autonet_tf.training.search_common import SearchCommon
 log = logging.getLogger("autonet_tf")
 
 # Model-defining settings that must match to resume from a run directory.
-_STRUCTURAL = ("layers", "init_channels", "steps", "multiplier", "stem_multiplier", "order")
+_STRUCTURAL = ("layers", "init_channels", "steps", "multiplier", "stem_multiplier", "order",
+               "method", "partial_channels")
 
 
 def check_resumable(model_dir: str, config: SearchConfig) -> None:
@@ -91,7 +92,9 @@ class SearchTrainer(SearchCommon, EpochLoop):
                 config.multiplier, config.stem_multiplier,
                 sync_bn=config.sync_batchnorm and self.replicas > 1,
                 alpha_init_scale=config.alpha_init_scale, seed=config.seed,
-                trace_sharing=config.trace_sharing, name="search_network")
+                trace_sharing=config.trace_sharing,
+                partial_channels=config.partial_channels if config.pc_darts else 1,
+                edge_normalization=config.pc_darts, name="search_network")
             self.model(tf.zeros((1,) + dataset.input_shape), training=False)
             self._init_optimizers(config, config.momentum)
         if config.jit_compile and self.model.sync_bn:
@@ -193,9 +196,14 @@ class SearchTrainer(SearchCommon, EpochLoop):
     # ---------------------------------------------------------------- outputs
     def softmax_alphas(self) -> dict:
         normal, reduce = self.model.arch_weights()
-        return {"primitives": list(self.model.primitives),
-                "normal": np.asarray(normal).round(6).tolist(),
-                "reduce": np.asarray(reduce).round(6).tolist()}
+        out = {"primitives": list(self.model.primitives),
+               "normal": np.asarray(normal).round(6).tolist(),
+               "reduce": np.asarray(reduce).round(6).tolist()}
+        if self.model.betas:  # PC-DARTS: each edge's weight within its node
+            edges = self.model.edge_weights()
+            out["edges"] = {cell: np.asarray(w).round(6).tolist()
+                            for cell, w in zip(("normal", "reduce"), edges)}
+        return out
 
     # --------------------------------------------------------- collapse guard
     #: Lanczos iterations per eigenvalue estimate (one Hessian-vector product each)
