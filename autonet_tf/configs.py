@@ -169,7 +169,7 @@ class SearchConfig(RuntimeConfig):
     guard_window: int = 2  # epochs per eigenvalue mean
     unrolled_epsilon: float = 0.01  # architect.py: R = 0.01 / ||v||
     # Second order's Hessian-vector product: the reference's central
-    # 'finite_difference' or 'exact' (forward-over-reverse differentiation).
+    # 'finite_difference' or 'exact' (double backprop, no step size).
     hessian: str = "finite_difference"
     seed: int = 2  # train_search.py --seed
     sync_batchnorm: bool = True  # BN statistics over the global batch

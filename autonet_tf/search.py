@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from autonet_tf import progress
@@ -68,7 +69,9 @@ def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = N
 
 def describe_supernet(model) -> str:
     """One line: the supernet's weights and architecture weights (alphas, betas)."""
-    count = lambda variables: sum(int(v.numpy().size) for v in variables)  # noqa: E731
+    def count(variables):
+        return sum(int(np.prod(v.shape)) for v in variables)
+
     alphas = count([model.alphas_normal, model.alphas_reduce])
     line = (f"Supernet: {count(model.weight_variables):,} weights, {alphas} alphas")
     if model.betas:

@@ -12,6 +12,10 @@ from autonet_tf.training.optimizers import MomentumSGD
 
 
 def _setup(order, lr=0.5, trace_sharing="inline", hessian="finite_difference", epsilon=1e-4):
+    # Seeded weights: with these, forward-over-reverse differentiation (tried
+    # for the exact product) was 7.7 % off the nested tapes; double backprop
+    # matches. Fixed weights keep such a finding reproducible.
+    keras.utils.set_random_seed(0)
     model = SearchNetwork(3, init_channels=2, layers=3, steps=2, multiplier=2, seed=0,
                           alpha_init_scale=0.5, trace_sharing=trace_sharing)
     x = tf.random.stateless_normal((4, 6, 6, 1), [1, 2], dtype=tf.float64)

@@ -41,6 +41,16 @@ _STATE = threading.local()
 
 
 @contextlib.contextmanager
+def _raised(flag: str):
+    """Sets a thread-local tracing flag for the duration of a block."""
+    previous = getattr(_STATE, flag, False)
+    setattr(_STATE, flag, True)
+    try:
+        yield
+    finally:
+        setattr(_STATE, flag, previous)
+
+
 def frozen_weights():
     """Edges traced inside this block give no gradient to their own weights.
 
@@ -50,19 +60,13 @@ def frozen_weights():
     the depthwise convolutions): a non-inlined function cannot be pruned by
     its caller, so the function itself must leave them out.
     """
-    previous = getattr(_STATE, "frozen", False)
-    _STATE.frozen = True
-    try:
-        yield
-    finally:
-        _STATE.frozen = previous
+    return _raised("frozen")
 
 
 def weights_frozen() -> bool:
     return getattr(_STATE, "frozen", False)
 
 
-@contextlib.contextmanager
 def unshared():
     """Edges traced inside this block are traced on their own (no shared function).
 
@@ -72,12 +76,7 @@ def unshared():
     on a 4-step test supernet, while float64 and edges traced on their own
     agree with nested tapes to 1e-6).
     """
-    previous = getattr(_STATE, "unshared", False)
-    _STATE.unshared = True
-    try:
-        yield
-    finally:
-        _STATE.unshared = previous
+    return _raised("unshared")
 
 
 def sharing_off() -> bool:
@@ -94,13 +93,13 @@ class SharedTraces:
     def __len__(self) -> int:
         return len(self._functions)
 
-    def _key(self, layer, x, weights, training: bool, frozen: bool, inline: bool):
+    def _key(self, layer, x, weights, training: bool, frozen: bool):
         config = {k: v for k, v in layer.get_config().items() if k not in ("name", "trainable")}
         return (json.dumps(config, sort_keys=True, default=str), tuple(x.shape), x.dtype.name,
                 tuple(weights.shape), weights.dtype.name, bool(training),
-                str(layer.dtype_policy.name), frozen, inline)
+                str(layer.dtype_policy.name), frozen)
 
-    def _function(self, template, training: bool, frozen: bool, inline: bool):
+    def _function(self, template, training: bool, frozen: bool):
         trainable_vars = list(template.trainable_variables)
         non_trainable_vars = list(template.non_trainable_variables)
 
@@ -117,18 +116,17 @@ class SharedTraces:
                 updated.append(old if new is None else tf.cast(new, old.dtype))
             return out, updated
 
-        attrs = None if inline else {"_noinline": True}
+        attrs = None if self.inline else {"_noinline": True}
         return tf.function(shared, autograph=False, experimental_attributes=attrs)
 
     def call(self, layer, x, weights, training=None):
         """``layer._mix(x, weights, training)`` through the shared function of its kind."""
         training = bool(training)
         frozen = weights_frozen()
-        inline = self.inline
-        key = self._key(layer, x, weights, training, frozen, inline)
+        key = self._key(layer, x, weights, training, frozen)
         fn = self._functions.get(key)
         if fn is None:
-            fn = self._functions[key] = self._function(layer, training, frozen, inline)
+            fn = self._functions[key] = self._function(layer, training, frozen)
         trainable = [tf.convert_to_tensor(v.value) for v in layer.trainable_variables]
         non_trainable = [tf.convert_to_tensor(v.value) for v in layer.non_trainable_variables]
         out, updated = fn(x, weights, trainable, non_trainable)

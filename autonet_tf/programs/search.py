@@ -41,8 +41,8 @@ flags.DEFINE_integer("partial_channels", _D.partial_channels,
                      "PC-DARTS: K, 1/K of the channels go through the ops (CIFAR: 4).")
 flags.DEFINE_enum("hessian", _D.hessian, list(HESSIANS),
                   "Second order: the Hessian-vector product as the paper's central "
-                  "'finite_difference' (R = 0.01/||v||) or 'exact' (forward-mode over the "
-                  "gradient pass: exact, cheaper per step, a longer first step).")
+                  "'finite_difference' (R = 0.01/||v||) or 'exact' (the exact mixed "
+                  "derivative by double backprop; a longer first step).")
 flags.DEFINE_integer("epochs", _D.epochs, "Search epochs.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
 flags.DEFINE_integer("layers", _D.layers, "Cells in the supernet.")

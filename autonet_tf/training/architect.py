@@ -22,8 +22,8 @@ Second order (reference ``architect.py``):
 4. ``grad_a = g_a - xi * h``.
 
 ``hessian='exact'`` replaces step 3 by the exact mixed derivative
-``h = d/dt grad_a L_train(w + t v, a)`` at ``t = 0``, computed by forward-mode
-differentiation around the alpha-gradient pass. The central difference at the
+``h = d/dt grad_a L_train(w + t v, a)`` at ``t = 0``, computed by double
+backprop (``grad_a (grad_w L_train . v)``). The central difference at the
 reference's epsilon steps across ReLU and max-pool kinks, so on real
 supernets it can be far from ``h`` (see BUILD.md for measured errors).
 
@@ -145,42 +145,31 @@ class StatelessGradients:
         return loss, g_w, precision.unscale(g_a, loss_scale), outputs, updated
 
     def _product(self, weights, alphas, vector, batch, non_trainable, loss_scale, along):
-        """d/dt grad_a L at (w + t v, a) or (w, a + t v), t = 0.
+        """d/dt grad_a L at (w + t v, a) or (w, a + t v), t = 0, by double backprop.
 
-        Along the weights: forward mode over reverse; along the alphas:
-        double backprop. Both with every edge traced on its own
+        ``grad_a (grad_x L . v)`` with x the weights or the alphas, every edge
+        traced on its own
         (:func:`~autonet_tf.models.shared_traces.unshared`): through the
         shared edge functions TensorFlow returns wrong second derivatives in
         float32 (checked against nested tapes).
         """
-        if along == "alphas":
-            with tf.GradientTape() as outer, unshared():
-                outer.watch(alphas)
-                with tf.GradientTape() as inner:
-                    inner.watch(alphas)
-                    loss, _, _ = self.loss(weights, alphas, batch, non_trainable)
-                    scaled = precision.scale_loss(loss, loss_scale)
-                g_a = inner.gradient(scaled, alphas,
-                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                dot = tf.add_n([tf.reduce_sum(g * tf.cast(v, g.dtype))
-                                for g, v in zip(g_a, vector)])
-            product = outer.gradient(dot, alphas,
-                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return precision.unscale(product, loss_scale)
-        with tf.autodiff.ForwardAccumulator(weights, vector) as accumulator, unshared():
+        zero = tf.UnconnectedGradients.ZERO
+        inner_sources = weights if along == "weights" else alphas
+        with tf.GradientTape() as outer, unshared():
+            outer.watch(alphas)
             with tf.GradientTape() as tape:
-                tape.watch(alphas)
+                tape.watch(inner_sources)
                 loss, _, _ = self.loss(weights, alphas, batch, non_trainable)
                 scaled = precision.scale_loss(loss, loss_scale)
-            g_a = tape.gradient(scaled, alphas,
-                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        product = [accumulator.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                   for g in g_a]
+            inner = tape.gradient(scaled, inner_sources, unconnected_gradients=zero)
+            dot = tf.add_n([tf.reduce_sum(g * tf.cast(v, g.dtype))
+                            for g, v in zip(inner, vector)])
+        product = outer.gradient(dot, alphas, unconnected_gradients=zero)
         return precision.unscale(product, loss_scale)
 
     def second_derivative(self, weights, alphas, vector, batch, loss_scale=None,
                           along: str = "weights"):
-        """An exact Hessian-vector product of the loss, by forward-mode differentiation.
+        """An exact Hessian-vector product of the loss (no finite difference).
 
         ``along='weights'``: the mixed term ``grad_a grad_w L . v`` (``v``
         like the weights) that the second-order architect needs;
@@ -219,7 +208,7 @@ class Architect:
       epsilon: R = epsilon / ||v|| (reference: 0.01) of the finite difference.
       hessian: how second order gets the Hessian-vector product:
         'finite_difference' (the reference's central difference, two
-        gradient passes) or 'exact' (forward-over-reverse differentiation).
+        gradient passes) or 'exact' (double backprop).
       virtual_clip: clip norm of the training gradient in the virtual step
         (recurrent search: the weights' clip, 0.25); None: no clipping (CNN).
       loss_scale: a callable returning the loss scale of the passes (float16:
@@ -294,7 +283,7 @@ class Architect:
         """grad_alpha grad_w L_train times ``vector``, summed over replicas.
 
         'finite_difference': ``(grad_a L(w + R v) - grad_a L(w - R v)) / (2 R)``,
-        ``R = eps / ||v||``; 'exact': forward-over-reverse differentiation.
+        ``R = eps / ||v||``; 'exact': double backprop.
         """
         if self.hessian == "exact":
             return all_reduce_sum(self.grads.second_derivative(
