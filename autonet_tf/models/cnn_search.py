@@ -273,14 +273,8 @@ class SearchNetwork(CheckpointCollections, keras.Model):
         """PC-DARTS: the betas softmaxed per node, (normal, reduce); (None, None) without."""
         if not self.betas:
             return None, None
-        return tuple(self._node_softmax(b) for b in self.betas)
-
-    def _node_softmax(self, betas):
-        parts, start = [], 0
-        for i in range(self.steps):
-            parts.append(tf.nn.softmax(betas[start:start + i + 2]))
-            start += i + 2
-        return tf.concat(parts, 0)
+        return tuple(tf.concat([tf.nn.softmax(b[rows]) for rows in
+                                genotypes.node_slices(self.steps)], 0) for b in self.betas)
 
     @property
     def weight_variables(self) -> list:

@@ -207,6 +207,15 @@ def _as_concat(value, field: str) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
+def node_slices(steps: int = DEFAULT_STEPS) -> list[slice]:
+    """The rows of each intermediate node's incoming edges (node ``i`` has ``2 + i``)."""
+    slices, start = [], 0
+    for i in range(steps):
+        slices.append(slice(start, start + i + 2))
+        start += i + 2
+    return slices
+
+
 def edge_weights(betas, steps: int = DEFAULT_STEPS) -> np.ndarray:
     """PC-DARTS edge normalisation: ``betas`` softmaxed over each node's incoming edges.
 
@@ -216,11 +225,7 @@ def edge_weights(betas, steps: int = DEFAULT_STEPS) -> np.ndarray:
     betas = np.asarray(betas, dtype=np.float64)
     if betas.shape != (num_edges(steps),):
         raise UserInputError(f"betas have shape {betas.shape}, expected ({num_edges(steps)},)")
-    out, start = [], 0
-    for i in range(steps):
-        out.append(_softmax(betas[start:start + i + 2]))
-        start += i + 2
-    return np.concatenate(out)
+    return np.concatenate([_softmax(betas[rows]) for rows in node_slices(steps)])
 
 
 def derive(alphas_normal, alphas_reduce, steps: int = DEFAULT_STEPS,

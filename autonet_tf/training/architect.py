@@ -94,30 +94,30 @@ class StatelessGradients:
         self._order = [slots[id(v)] for v in model.trainable_variables]
         self.model = model
         self.batch_loss = batch_loss
-        def traced(weight_gradients):
-            fn = functools.partial(self._compute, weight_gradients=weight_gradients)
+        def traced(method, **settings):
+            fn = functools.partial(method, **settings)
             return (tf.function(fn, jit_compile=jit_compile, autograph=False)
                     if traced_once else fn)
 
-        self._fn = self._fn_alphas = traced(True)
+        self._fn = self._fn_alphas = traced(self._compute, weight_gradients=True)
         # Only edges kept as calls need to be told to skip their weight
         # gradients; inlined graphs are pruned by Grappler, and a second
         # traced variant would only lengthen the first step.
         if getattr(model, "trace_sharing", None) == "call":
-            self._fn_alphas = traced(False)
-        def traced_product(along):
-            fn = functools.partial(self._product, along=along)
-            return (tf.function(fn, jit_compile=jit_compile, autograph=False)
-                    if traced_once else fn)
+            self._fn_alphas = traced(self._compute, weight_gradients=False)
+        self._products = {along: traced(self._product, along=along)
+                          for along in ("weights", "alphas")}
 
-        self._products = {along: traced_product(along) for along in ("weights", "alphas")}
+    def _non_trainable_values(self) -> list:
+        """The model's non-trainable values (BatchNorm statistics) as tensors."""
+        return [tf.convert_to_tensor(v.value) for v in self.model.non_trainable_variables]
 
     def loss(self, weights, alphas, batch, non_trainable=None):
         """(loss, outputs, updated non-trainable values) at the given tensors."""
         source = {"w": list(weights), "a": list(alphas)}
         trainable = [source[kind][i] for kind, i in self._order]
         if non_trainable is None:
-            non_trainable = [v.value for v in self.model.non_trainable_variables]
+            non_trainable = self._non_trainable_values()
         updated = []
 
         def call(*inputs, **kwargs):
@@ -177,10 +177,8 @@ class StatelessGradients:
         the alpha Hessian the collapse guard watches. No step size to choose
         (a finite difference steps across ReLU and max-pool kinks).
         """
-        non_trainable = [tf.convert_to_tensor(v.value)
-                         for v in self.model.non_trainable_variables]
         return self._products[along](list(weights), list(alphas), list(vector), batch,
-                                     non_trainable, loss_scale)
+                                     self._non_trainable_values(), loss_scale)
 
     def __call__(self, weights, alphas, batch, loss_scale=None, weight_gradients=True):
         """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients.
@@ -188,10 +186,8 @@ class StatelessGradients:
         ``weight_gradients=False``: the caller does not use the weight
         gradients (they may be None, or pruned from the graph).
         """
-        non_trainable = [tf.convert_to_tensor(v.value)
-                         for v in self.model.non_trainable_variables]
         fn = self._fn if weight_gradients else self._fn_alphas
-        return fn(list(weights), list(alphas), batch, non_trainable, loss_scale)
+        return fn(list(weights), list(alphas), batch, self._non_trainable_values(), loss_scale)
 
 
 class Architect:

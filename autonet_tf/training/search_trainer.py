@@ -27,12 +27,11 @@ import numpy as np
 import tensorflow as tf
 
 from autonet_tf import progress
-from autonet_tf.search_space.genotypes import Genotype
-
 from autonet_tf.configs import SearchConfig
 from autonet_tf.data.images import ImageDataset
 from autonet_tf.errors import UserInputError
 from autonet_tf.models.cnn_search import SearchNetwork
+from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.training import loop
 from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
 from autonet_tf.training.collapse_guard import CollapseGuard, cell_counts, largest_eigenvalue
@@ -212,8 +211,8 @@ class SearchTrainer(SearchCommon, EpochLoop):
     def _replica_alpha_hvp(self, batch, vector):
         """The Hessian of the loss w.r.t. the alphas times ``vector``, summed over replicas.
 
-        Exact (forward mode over the alpha-gradient pass): a central
-        difference in the alphas is dominated by ReLU and max-pool kinks.
+        Exact (double backprop, ``StatelessGradients.second_derivative``): a
+        central difference in the alphas is dominated by ReLU and max-pool kinks.
         """
         weights, alphas = self.architect.values()
         return all_reduce_sum(self.gradients.second_derivative(
@@ -254,8 +253,7 @@ class SearchTrainer(SearchCommon, EpochLoop):
         record = super().end_epoch(epoch, global_step)
         if self.guard is None or self.warming_up:
             return record
-        first = epoch == self.start_position[0] or not any(
-            "hessian_eigenvalue" in r for r in self.history)
+        first = self._alpha_hvp.experimental_get_tracing_count() == 0
         with progress.note("  collapse guard: estimating the Hessian eigenvalue (the first "
                            "time builds its graph)", enabled=first and self.chief and self.progress):
             signals = {**cell_counts(self.model.genotype()),
