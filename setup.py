@@ -24,7 +24,7 @@ setup(
     package_data={"autonet_tf.tuning": ["spaces/*.yaml"]},
     python_requires=">=3.10",
     install_requires=_requirements(),
-    extras_require={"test": ["pytest>=8"], "gpu": ["tensorflow[and-cuda]==2.21.*"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"], "gpu": ["tensorflow[and-cuda]==2.21.*"]},
     entry_points={"console_scripts": [
         f"autonet-{name}=autonet_tf.programs.{name}:run"
         for name in ("search", "train", "evaluate", "tune", "visualize")]},

@@ -64,7 +64,19 @@ def run_search(config: SearchConfig, strategy: tf.distribute.Strategy | None = N
         trainer = SearchTrainer(config, dataset, strategy)  # validates sizes; writes nothing
     if config.progress and is_chief(strategy):
         print(describe_supernet(trainer.model), flush=True)
+        print(describe_guard(config), flush=True)
     return _finish_search(config, trainer, strategy)
+
+
+def describe_guard(config: SearchConfig) -> str:
+    """One line: whether the collapse guard watches this search, and why."""
+    if config.guard_on:
+        return (f"Collapse guard: on (stops at more than {config.guard_max_skip} skip "
+                f"connections in the normal cell or a {config.guard_eigen_growth}x eigenvalue "
+                f"growth; its first epoch builds one more graph)")
+    why = ("--collapse_guard=off" if config.collapse_guard == "off" else
+           f"--collapse_guard=auto on {config.data.dataset}")
+    return f"Collapse guard: off ({why}; --collapse_guard=on to watch the search)"
 
 
 def describe_supernet(model) -> str:

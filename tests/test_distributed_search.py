@@ -53,9 +53,10 @@ def test_mirrored_search_step_matches_single_device(order, method, tmp_path, mir
     for before, after in zip(single.initial_alphas, single.arch_variables):
         assert np.abs(np.asarray(after) - before).max() > 1e-5
     assert single.arch_optimizer.iterations.numpy() == 2
-    # The collapse guard's eigenvalue: the same global batch, the same number.
-    assert mirrored.hessian_eigenvalue(0) == pytest.approx(single.hessian_eigenvalue(0),
-                                                           rel=1e-3)
+    if method == "darts":  # (one method is enough: the same products, a long build each)
+        # The collapse guard's eigenvalue: the same global batch, the same number.
+        assert mirrored.hessian_eigenvalue(0) == pytest.approx(single.hessian_eigenvalue(0),
+                                                               rel=1e-3)
 
 
 @pytest.mark.slow

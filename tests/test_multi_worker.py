@@ -97,12 +97,16 @@ def _assert_same_search(chief_dir, reference, atol):
 def test_two_workers_second_order_equal_one_process_and_only_the_chief_writes(tmp_path):
     # Each worker has its own --model_dir, as on two hosts without a shared disk.
     chief, worker = tmp_path / "chief", tmp_path / "worker"
+    # The collapse guard on: its eigenvalue and its stop decision cross workers too.
     procs = _start_workers([chief, worker], ["--order=second", "--epochs=1",
-                                             "--max_steps_per_epoch=3", *TINY_FLAGS], _cluster())
+                                             "--max_steps_per_epoch=3", "--collapse_guard=on",
+                                             *TINY_FLAGS], _cluster())
     results = _wait(procs)
     for rc, out, err in results:
         assert rc == 0, err[-3000:]
         assert "Final genotype: Genotype(normal=" in out
+    record = json.loads((chief / "history.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(record["hessian_eigenvalue"])
     _assert_same_search(chief, _reference(tmp_path / "one", "second", 1, 3), atol=1e-6)
     written = {os.path.relpath(os.path.join(r, f), worker)
                for r, _, files in os.walk(worker) for f in files}

@@ -86,8 +86,10 @@ def test_cnn_search_resumes_every_variable(tmp_path, method, order):
     data = images.load(DataConfig(), 5)
 
     def make(d):
+        # One node per cell: resume is about state, and second order's graph
+        # grows with every edge.
         config = SearchConfig(model_dir=str(d), epochs=2, batch_size=16, layers=3,
-                              init_channels=4, steps=2, multiplier=2, max_steps_per_epoch=STEPS,
+                              init_channels=4, steps=1, multiplier=1, max_steps_per_epoch=STEPS,
                               checkpoint_every=1, progress=False, seed=5, method=method,
                               partial_channels=2, order=order)
         return SearchTrainer(config, data)

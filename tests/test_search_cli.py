@@ -63,6 +63,7 @@ def test_search_on_embedded_digits_trains_and_exports_the_result(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Final genotype: Genotype(normal=" in proc.stdout
     assert "Epoch 2/2" in proc.stdout
+    assert "Collapse guard: off (--collapse_guard=auto on digits" in proc.stdout
     _assert_run_dir(d, 2)
     # The discovered genotype was trained from scratch and exported.
     searched = Genotype.from_json(open(os.path.join(d, "genotype.json")).read())

@@ -111,7 +111,7 @@ def test_collapse_guard_records_its_signals_and_stops_keeping_the_last_healthy_g
     # A cap of 0 skip connections stands in for a collapse: the guard acts at
     # the first epoch whose normal cell holds a skip connection.
     data = images.load(SearchConfig().data, 1)
-    config = _tiny_search(tmp_path, epochs=6, guard_max_skip=0)
+    config = _tiny_search(tmp_path, epochs=6, guard_max_skip=0, collapse_guard="on")
     trainer = SearchTrainer(config, data)
     skip = trainer.model.primitives.index("skip_connect")
     original = trainer.begin_epoch
@@ -152,10 +152,14 @@ def test_collapse_guard_acts_on_eigenvalue_growth_and_is_off_for_the_reference(t
     assert not calm.stop
     grown = guard.check(4, {"normal_skip_connects": 1, "hessian_eigenvalue": 2.5}, history)
     assert grown.stop and grown.keep_epoch == 2 and "grew" in grown.reason
-    assert SearchConfig(collapse_guard="auto").guard_on
-    cifar = SearchConfig(collapse_guard="auto")
-    cifar.data.dataset = "cifar10"
-    assert not cifar.guard_on and not SearchConfig(collapse_guard="off").guard_on
+    def guard_on(dataset, setting="auto"):
+        config = SearchConfig(collapse_guard=setting)
+        config.data.dataset = dataset
+        return config.guard_on
+
+    assert guard_on("organmnist.npz") and guard_on("svhn_cropped")
+    assert not guard_on("cifar10") and not guard_on("digits")  # the paper's; the demo
+    assert guard_on("digits", "on") and not guard_on("svhn_cropped", "off")
     trainer = SearchTrainer(_tiny_search(tmp_path, epochs=1, collapse_guard="off"),
                             images.load(SearchConfig().data, 1))
     trainer.search()

@@ -68,7 +68,8 @@ flags.DEFINE_enum("collapse_guard", _D.collapse_guard, ["auto", "on", "off"],
                   "Watch the search for collapse (skip connections and the Hessian eigenvalue "
                   "of the alphas, per epoch) and stop it, keeping the genotype of the last "
                   "epoch before the signal. 'auto': on, except on cifar10 (the paper's "
-                  "search); 'off': the paper's search everywhere.")
+                  "search) and the embedded digits demo (too short for it; its eigenvalue "
+                  "graph would double the demo's time); 'off': the paper's search everywhere.")
 flags.DEFINE_integer("guard_max_skip", _D.guard_max_skip, "Collapse guard: stop when the "
                      "derived normal cell holds more skip connections than this.")
 flags.DEFINE_float("guard_eigen_growth", _D.guard_eigen_growth, "Collapse guard: stop when "
