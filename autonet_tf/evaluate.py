@@ -8,6 +8,7 @@ confusion matrix, printed and optionally written as JSON + PNG.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 
 import numpy as np
@@ -93,10 +94,10 @@ def plot_confusion(evaluation: Evaluation, path: str) -> None:
     top5 = f", top-5 {evaluation.top5:.4f}" if evaluation.top5 is not None else ""
     ax.set_title(f"top-1 {evaluation.top1:.4f}{top5} on {evaluation.count} images")
     fig.tight_layout()
-    tmp = os.path.join(os.path.dirname(path) or ".", ".tmp_" + os.path.basename(path))
-    fig.savefig(tmp, format=os.path.splitext(path)[1][1:] or "png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=os.path.splitext(path)[1][1:] or "png")
     plt.close(fig)
-    os.replace(tmp, path)
+    run_dir.write_bytes(path, buffer.getvalue())
 
 
 def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,

@@ -133,17 +133,13 @@ def write_export(export_dir: str, write, meta: dict) -> None:
     ``assets.extra``. An existing ``export_dir`` is replaced only once the
     new export is complete.
     """
+    if run_dir.is_remote(export_dir):
+        return _write_remote_export(export_dir, write, meta)
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".export_tmp_")
     try:
-        write(tmp)
-        saved = os.path.join(tmp, "saved_model")
-        text = json.dumps(meta, indent=2) + "\n"
-        os.makedirs(os.path.join(saved, "assets.extra"), exist_ok=True)
-        for path in (os.path.join(saved, MARKER), os.path.join(tmp, METADATA_NAME)):
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
+        _build_export(tmp, write, meta)
         old = None
         if os.path.exists(export_dir):
             old = tempfile.mkdtemp(dir=parent, prefix=".export_old_")
@@ -154,6 +150,42 @@ def write_export(export_dir: str, write, meta: dict) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _build_export(folder: str, write, meta: dict) -> None:
+    """``write(folder)``, then the metadata beside and inside the SavedModel."""
+    write(folder)
+    saved = os.path.join(folder, "saved_model")
+    text = json.dumps(meta, indent=2) + "\n"
+    os.makedirs(os.path.join(saved, "assets.extra"), exist_ok=True)
+    for path in (os.path.join(saved, MARKER), os.path.join(folder, METADATA_NAME)):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def _write_remote_export(export_dir: str, write, meta: dict) -> None:
+    """An export on a non-local filesystem (gs://, ram://, ...).
+
+    Built in a local temporary folder, then copied; object stores cannot
+    rename a folder, so the old export is removed first and the metadata
+    files are copied last: an export without them is incomplete
+    (``read_metadata`` and the programs reject it).
+    """
+    local = tempfile.mkdtemp(prefix="autonet_export_")
+    try:
+        _build_export(local, write, meta)
+        if tf.io.gfile.exists(export_dir):
+            tf.io.gfile.rmtree(export_dir)
+        files = [os.path.relpath(os.path.join(root, name), local)
+                 for root, _, names in os.walk(local) for name in names]
+        # The metadata (the mark of a complete export) last.
+        files.sort(key=lambda rel: rel in (METADATA_NAME, os.path.join("saved_model", MARKER)))
+        for rel in files:
+            target = os.path.join(export_dir, rel)
+            tf.io.gfile.makedirs(os.path.dirname(target))
+            tf.io.gfile.copy(os.path.join(local, rel), target, overwrite=True)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 def export_header(fmt: str) -> dict:
@@ -228,11 +260,11 @@ def load_saved_model(saved_model_dir: str):
 def read_metadata(saved_model_dir: str, formats: tuple[str, ...] = (FORMAT,)) -> dict:
     """The metadata of an autonet_tf export of one of ``formats``; UserInputError otherwise."""
     flag = f"--saved_model={saved_model_dir!r}"
-    if not os.path.isdir(saved_model_dir):
+    if not run_dir.isdir(saved_model_dir):
         raise UserInputError(f"{flag} does not exist or is not a directory")
-    if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
+    if not run_dir.exists(os.path.join(saved_model_dir, "saved_model.pb")):
         hint = ""
-        if os.path.exists(os.path.join(saved_model_dir, "saved_model", "saved_model.pb")):
+        if run_dir.exists(os.path.join(saved_model_dir, "saved_model", "saved_model.pb")):
             hint = f"; did you mean {os.path.join(saved_model_dir, 'saved_model')!r}?"
         raise UserInputError(f"{flag} is not a SavedModel (no saved_model.pb){hint}")
     path = os.path.join(saved_model_dir, MARKER)

@@ -34,6 +34,7 @@ import tensorflow as tf
 from autonet_tf import export
 from autonet_tf.data import text
 from autonet_tf.data.text import UNK
+from autonet_tf.training import run_dir
 
 FORMAT = "autonet_tf/language_model/1"
 VOCAB_NAME = "vocab.txt"
@@ -109,11 +110,15 @@ class LoadedLanguageModel:
         self.path = saved_model_dir
         self.metadata = export.read_metadata(saved_model_dir, (FORMAT,))
         self.module = export.load_saved_model(saved_model_dir)
-        vocab_path = os.path.join(os.path.dirname(os.path.abspath(saved_model_dir)), VOCAB_NAME)
+        folder = os.path.dirname(saved_model_dir.rstrip("/"))
+        if not run_dir.is_remote(saved_model_dir):
+            folder = os.path.dirname(os.path.abspath(saved_model_dir))
+        vocab_path = os.path.join(folder, VOCAB_NAME)
         self.vocab = None
-        if os.path.exists(vocab_path):
-            with open(vocab_path, encoding="utf-8") as f:
-                self.vocab = [line.rstrip("\n") for line in f]
+        if run_dir.exists(vocab_path):
+            self.vocab = run_dir.read_text(vocab_path).split("\n")
+            if self.vocab and self.vocab[-1] == "":
+                self.vocab.pop()
         self.nhid = int(self.metadata["nhid"])
 
     def perplexity(self, rows: np.ndarray, bptt: int = 35) -> dict:

@@ -112,7 +112,7 @@ def run_train(config: TrainConfig, strategy: tf.distribute.Strategy | None = Non
 
 def _keep_export(trainer, export_dir: str) -> bool:
     """A rerun of a finished run keeps the export it already wrote."""
-    if getattr(trainer, "already_complete", False) and os.path.isdir(export_dir):
+    if getattr(trainer, "already_complete", False) and run_dir.isdir(export_dir):
         print(f"Export kept: {export_dir} (delete it to export again)", flush=True)
         return True
     return False

@@ -154,7 +154,9 @@ def _tfds(name: str, data_dir: str | None, download: bool = True) -> ImageDatase
 
     hint = (f"prepare it on a machine with network access (`tfds build {name} "
             f"--data_dir=DIR`), copy DIR here and pass --data_dir=DIR")
-    if not download and data_dir is not None and not os.path.isdir(data_dir):
+    import tensorflow as tf
+
+    if not download and data_dir is not None and not tf.io.gfile.isdir(data_dir):
         raise UserInputError(f"--data_dir={data_dir!r} does not exist; {hint}")
     where = data_dir or "the default tfds directory (~/tensorflow_datasets)"
     from absl import logging as absl_logging
@@ -203,10 +205,13 @@ NPZ_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "test_im
 
 
 def _npz(path: str) -> ImageDataset:
-    if not os.path.isfile(path):
+    """A MedMNIST-layout .npz, local or on any TensorFlow filesystem (gs://...)."""
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
         raise UserInputError(f"--dataset={path!r}: no such .npz file")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with tf.io.gfile.GFile(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             missing = [k for k in ("train_images", "train_labels", "test_images",
                                    "test_labels") if k not in data.files]
             if missing:
@@ -216,7 +221,7 @@ def _npz(path: str) -> ImageDataset:
             arrays = {k: data[k] for k in NPZ_KEYS if k in data.files}
     except UserInputError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, tf.errors.OpError) as e:
         raise UserInputError(f"--dataset={path!r}: not a readable .npz file ({e})") from None
     x_train, y_train = _npz_split(arrays, "train", path)
     x_test, y_test = _npz_split(arrays, "test", path)

@@ -354,15 +354,27 @@ def load_genotype(spec: str) -> Genotype:
     return load_spec(spec, PUBLISHED, Genotype.from_string, ("{", "Genotype("))
 
 
+def _is_file(spec: str) -> bool:
+    """Whether ``spec`` names a file on any TensorFlow filesystem (local, gs://, ...)."""
+    import tensorflow as tf
+
+    try:
+        return tf.io.gfile.exists(spec) and not tf.io.gfile.isdir(spec)
+    except (tf.errors.OpError, ValueError):  # e.g. inline text with an unknown scheme
+        return False
+
+
 def load_spec(spec: str, published: dict, parse, inline_prefixes: tuple[str, ...]):
     """A published name, a file holding genotype text, or inline genotype text."""
     if spec in published:
         return published[spec]
-    if os.path.isfile(spec):
+    if _is_file(spec):
+        import tensorflow as tf
+
         try:
-            with open(spec, encoding="utf-8") as f:
+            with tf.io.gfile.GFile(spec, "r") as f:
                 text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, tf.errors.OpError, UnicodeDecodeError) as e:
             raise UserInputError(f"--genotype: cannot read {spec!r}: {e}") from None
         try:
             return parse(text)

@@ -50,7 +50,7 @@ def check_resumable(model_dir: str, new: dict, structural, kind: str) -> None:
       kind: what the run is ("search", "training") for the message.
     """
     path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(path):
+    if not run_dir.exists(path):
         return
     try:
         old = run_dir.read_json(path)
@@ -230,10 +230,10 @@ class EpochLoop:
 
     def _read_history(self, completed_epochs):
         path = os.path.join(self.model_dir, "history.jsonl")
-        if not os.path.exists(path):
+        if not run_dir.exists(path):
             return []
-        with open(path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+        rows = [json.loads(line) for line in run_dir.read_text(path).splitlines()
+                if line.strip()]
         return [r for r in rows if r["epoch"] <= completed_epochs]
 
     def _write_history(self, record: dict, history: list):

@@ -15,7 +15,7 @@ import shutil
 
 import pydot
 
-from autonet_tf.training.run_dir import write_text
+from autonet_tf.training.run_dir import write_bytes, write_text
 
 FORMATS = ("png", "svg", "pdf", "dot")
 
@@ -86,11 +86,7 @@ def save_graph(graph: pydot.Dot, path: str) -> tuple[str, str | None]:
         write_text(dot_path, graph.to_string())
         return dot_path, ("graphviz 'dot' not found: wrote " + dot_path +
                           " instead of " + path + " (apt-get install graphviz)")
-    data = graph.create(format=fmt)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_bytes(path, graph.create(format=fmt))
     return path, None
 
 
