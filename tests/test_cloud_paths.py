@@ -89,3 +89,28 @@ def test_ram_filesystem_writes_are_whole_and_bad_remote_paths_are_one_error(tmp_
     gfile.copy(str(local), "ram://autonet_test_io/tiny.npz", overwrite=True)
     dataset = images.load(DataConfig(dataset="ram://autonet_test_io/tiny.npz"))
     np.testing.assert_array_equal(dataset.x_train, arrays["train_images"])
+
+
+def test_a_tuning_project_on_a_ram_filesystem_keeps_its_records_there():
+    # (Only the first run: KerasTuner rewrites its trial files in place, and
+    # TensorFlow's ram:// appends instead of truncating on a rewrite, so a
+    # resume cannot be tested on ram://; the project's own files are written
+    # to a new object and renamed, which ram:// handles.)
+    from autonet_tf.tuning import parse_space, tune
+
+    space = parse_space({"x": {"type": "float", "min": 0.0, "max": 1.0}})
+
+    def objective(values, context):
+        return {"val_loss": (values["x"] - 0.3) ** 2}
+
+    root = "ram://autonet_test_tune"
+    result = tune(objective, space, max_trials=3, directory=root, seed=1)
+    project = result.directory
+    assert project.startswith(root) and len(result.records) == 3
+    lines = run_dir.read_text(f"{project}/trials.jsonl").splitlines()
+    assert [json.loads(line)["trial_id"] for line in lines] == [
+        r["trial_id"] for r in result.records]
+    assert gfile.exists(f"{project}/oracle.json")
+    best = _read_json(f"{project}/best_hyperparameters.json")
+    assert best["hyperparameters"] == result.best_hyperparameters
+    assert best["objective"]["value"] == pytest.approx(result.best_objective)

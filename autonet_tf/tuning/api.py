@@ -114,9 +114,9 @@ def result_of(tuner) -> TuneResult:
     records = tuner.oracle.read_records()
     best_path = os.path.join(tuner.project_dir, BEST_FILE)
     best = best_value = None
-    if os.path.exists(best_path):
-        from autonet_tf.training import run_dir
+    from autonet_tf.training import run_dir
 
+    if run_dir.exists(best_path):
         data = run_dir.read_json(best_path)
         best, best_value = data["hyperparameters"], data["objective"]["value"]
     return TuneResult(tuner.project_dir, records, best, best_value,

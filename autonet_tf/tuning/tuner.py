@@ -43,6 +43,7 @@ finished trials are never repeated and their records never overwritten.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import os
@@ -294,10 +295,9 @@ def _error_line(message) -> str | None:
 def read_records(project_dir: str) -> list[dict]:
     """The ended trials recorded in ``project_dir/trials.jsonl`` (empty if none)."""
     path = os.path.join(project_dir, TRIALS_FILE)
-    if not os.path.exists(path):
+    if not run_dir.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in run_dir.read_text(path).splitlines() if line.strip()]
 
 
 def best_record(records: list[dict], direction: str) -> dict | None:
@@ -369,11 +369,10 @@ def plot_progress(records: list[dict], objective: str, direction: str, directory
         if points:
             ax.legend()
         fig.tight_layout()
-        path = os.path.join(directory, f"{key}.png")
-        tmp = os.path.join(directory, f".tmp_{key}.png")
-        fig.savefig(tmp)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
         plt.close(fig)
-        os.replace(tmp, path)
+        run_dir.write_bytes(os.path.join(directory, f"{key}.png"), buffer.getvalue())
 
 
 def log_hparams(records: list[dict], objective: str, logdir: str) -> None:
@@ -383,7 +382,7 @@ def log_hparams(records: list[dict], objective: str, logdir: str) -> None:
 
     for r in records:
         run = os.path.join(logdir, f"trial_{r['trial_id']}")
-        if os.path.exists(run) or r["objective"] is None:
+        if run_dir.exists(run) or r["objective"] is None:
             continue
         values = {k: (v if isinstance(v, (bool, int, float, str)) else str(v))
                   for k, v in r["hyperparameters"].items()}
@@ -436,7 +435,7 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
         project = self.project_dir
         state = os.path.join(project, "oracle.json")
         records = read_records(project)
-        if os.path.exists(state):
+        if run_dir.exists(state):
             if not self.oracle.trials:
                 self.oracle.reload()
         elif records:
@@ -445,7 +444,7 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
                 f"(oracle.json): it cannot be resumed; pass another --directory")
         path = os.path.join(project, SETTINGS_FILE)
         settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
-        if os.path.exists(path):
+        if run_dir.exists(path):
             saved = run_dir.read_json(path)
             changed = sorted(k for k in set(saved) | set(settings)
                              if saved.get(k) != settings.get(k))
