@@ -55,10 +55,18 @@ class CheckpointCollections:
             return children  # SavedModel export: Keras handles its containers itself
         nodes = self.__dict__.setdefault("_checkpoint_items", {})
         for attr in getattr(self, "_tracked", ()):
-            if attr not in children and isinstance(getattr(self, attr, None), (list, dict)):
-                if attr not in nodes:
-                    nodes[attr] = _Items(self, attr)
-                children[attr] = nodes[attr]
+            items = getattr(self, attr, None)
+            if attr in children or not isinstance(items, (list, dict)):
+                continue
+            values = items.values() if isinstance(items, dict) else items
+            if not any(isinstance(v, _Trackable) for v in values):
+                # Most tracked containers of a Keras layer are empty: leaving
+                # them out halves a supernet's object graph, which TensorFlow
+                # walks in Python on every save.
+                continue
+            if attr not in nodes:
+                nodes[attr] = _Items(self, attr)
+            children[attr] = nodes[attr]
         return children
 
 
