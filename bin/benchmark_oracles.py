@@ -12,7 +12,8 @@ better for every task: Branin (minimum 0.397887) and Hartmann-6 (minimum
 -3.32237) at every budget of --trials; the iris MLP (validation loss) and
 the simple_cnn NAS space on digits (validation loss, --nas_epochs epochs per
 trial) at --model_trials. The weighted random oracle runs once per value of
---explorations (0 is the plain algorithm). All trials run in this process.
+--explorations and --candidates (exploration 0 is the plain algorithm;
+candidates 1 turns its model off). All trials run in this process.
 """
 
 import os
@@ -32,6 +33,8 @@ flags.DEFINE_list("trials", ["10", "30", "100"], "Budgets (trials per search) of
 flags.DEFINE_integer("model_trials", 30, "Trials per search of the iris and simple_cnn tasks.")
 flags.DEFINE_list("explorations", ["0.2"], "Exploration settings of the weighted random "
                   "oracle to compare (0: the plain algorithm).")
+flags.DEFINE_list("candidates", ["64"], "Candidates per trial of the weighted random oracle's "
+                  "model to compare (1: no model).")
 flags.DEFINE_integer("seeds", 5, "Seeds per (task, budget, oracle).")
 flags.DEFINE_integer("epochs_per_trial", 10, "Epochs of an iris MLP trial.")
 flags.DEFINE_integer("nas_epochs", 3, "Epochs of a simple_cnn trial.")
@@ -81,8 +84,9 @@ def main(argv):
     try:
         budgets = [int(t) for t in FLAGS.trials]
         explorations = [float(e) for e in FLAGS.explorations]
+        candidates = [int(c) for c in FLAGS.candidates]
     except ValueError as e:
-        cli.fail(f"--trials/--explorations: {e}")
+        cli.fail(f"--trials/--explorations/--candidates: {e}")
     for name, value in [("trials", min(budgets)), ("seeds", FLAGS.seeds),
                         ("model_trials", FLAGS.model_trials),
                         ("epochs_per_trial", FLAGS.epochs_per_trial),
@@ -103,16 +107,17 @@ def main(argv):
         "simple_cnn": ("simple_cnn", load_space(builtin_space_path("simple_cnn")),
                        [FLAGS.model_trials], FLAGS.nas_epochs),
     }
-    variants = []  # (label, oracle, exploration)
+    variants = []  # (label, oracle, exploration, candidates)
     for oracle in FLAGS.oracles:
         if oracle == "weighted_random":
-            variants += [(f"weighted_random(e={e:g})", oracle, e) for e in explorations]
+            variants += [(f"weighted_random(e={e:g},c={c})", oracle, e, c)
+                         for e in explorations for c in candidates]
         else:
-            variants.append((oracle, oracle, None))
+            variants.append((oracle, oracle, None, None))
     for task in FLAGS.tasks:
         trial, space, task_budgets, epochs = tasks[task]
         for budget in task_budgets:
-            for label, oracle, exploration in variants:
+            for label, oracle, exploration, cands in variants:
                 best, seconds = [], []
                 for seed in range(FLAGS.seeds):
                     d = os.path.join(FLAGS.directory, task, str(budget), label, str(seed))
@@ -122,7 +127,8 @@ def main(argv):
                     # ..., so consecutive seeds would give shifted copies of one sequence.
                     result = tune(trial, space, oracle=oracle, max_trials=budget, directory=d,
                                   seed=1000 * (seed + 1), epochs_per_trial=epochs,
-                                  exploration=exploration, objective="val_loss",
+                                  exploration=exploration, candidates=cands,
+                                  objective="val_loss",
                                   quiet=True)
                     seconds.append(time.time() - started)
                     done = [r["objective"] for r in result.records if r["objective"] is not None]

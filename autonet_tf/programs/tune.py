@@ -43,6 +43,9 @@ flags.DEFINE_bool("median_stopping", False, "Stop a trial whose objective at an 
 flags.DEFINE_float("exploration", None, "weighted_random only: share of trials drawn "
                    "uniformly, and least margin (half of it) of the box around the two best "
                    "points; 0: the plain algorithm (default 0.2).")
+flags.DEFINE_integer("candidates", None, "weighted_random only: points drawn per trial for "
+                     "a Gaussian-process model to rank by expected improvement (1: no model; "
+                     "default 64).")
 flags.DEFINE_integer("max_trials", 10, "Number of trials.")
 flags.DEFINE_string("objective", None, "Metric to optimise, NAME[:min|max] (default: the "
                     "space's objective, else val_loss:min).")
@@ -219,7 +222,8 @@ def main(argv):
         return build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,
                            objective=FLAGS.objective, directory=directory, seed=FLAGS.seed,
                            dataset=FLAGS.dataset, epochs_per_trial=FLAGS.epochs_per_trial,
-                           exploration=FLAGS.exploration, strategy=strategy,
+                           exploration=FLAGS.exploration, candidates=FLAGS.candidates,
+                           strategy=strategy,
                            median_stopping=FLAGS.median_stopping)
 
     if FLAGS.workers and FLAGS.role is None:

@@ -69,7 +69,8 @@ def resolve_objective(space: Space, name: str | None = None) -> kt.Objective:
 def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_trials: int = 10,
                 objective: str | None = None, directory: str = "runs/tune", seed: int = 0,
                 dataset: str | None = None, epochs_per_trial: int = 5,
-                exploration: float | None = None, strategy=None,
+                exploration: float | None = None, candidates: int | None = None,
+                strategy=None,
                 median_stopping: bool = False, quiet: bool = False) -> TrialTuner:
     """The KerasTuner tuner (chief, worker or single process, from the environment).
 
@@ -88,6 +89,7 @@ def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_tri
         check_inputs(trial, dataset, [p.name for p in space.params])
     oracle_obj = create_oracle(oracle, space, kt_objective, max_trials, seed,
                                mixin=RecordingMixin, exploration=exploration,
+                               candidates=candidates,
                                max_epochs=epochs_per_trial,
                                max_consecutive_failed_trials=max_trials + 1)
     oracle_obj.verbose = 0
@@ -98,6 +100,7 @@ def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_tri
                 "parameters": [dataclasses.asdict(p) for p in space.params]}
     if oracle == "weighted_random":
         settings["exploration"] = oracle_obj.exploration
+        settings["candidates"] = oracle_obj.candidates
     return TrialTuner(oracle_obj, trial_fn, dataset=dataset, epochs_per_trial=epochs_per_trial,
                       seed=seed, settings=settings, strategy=strategy, directory=directory,
                       project_name=PROJECT)

@@ -24,6 +24,18 @@ and b2 agree never moves again; measured with ``bin/benchmark_oracles.py``
 (BUILD.md), e = 0.2 beats random search on every task where e = 0 loses to it.
 ``exploration=0`` is the algorithm above exactly (same points for a seed).
 
+Model-guided choice (``candidates`` = c, default 64): from the trial in which
+at least ``model_start`` finite results exist (default: one more than the
+axes), each trial draws c candidate points by the rule above (uniform with
+probability e, else the weighted box) and keeps the one with the largest
+expected improvement under a Gaussian process (Matern 5/2 kernel with one
+length scale per axis, scikit-learn) fitted to every finite result so far.
+The weighted random rule still decides *where* points may come from; the
+model only ranks them. Without it, the box's uniform draws cannot refine a
+minimum finer than the box: at 100 trials on Branin its regret was 40x that
+of KerasTuner's Bayesian oracle. ``candidates=1`` (or ``exploration=0``)
+turns the model off.
+
 The formula assumes values >= 0 (losses). Values both <= 0 use the mirrored
 formula on their negations; values of mixed sign are shifted so the smaller
 is 0, which makes the formula pick the better point surely.
@@ -45,6 +57,11 @@ from autonet_tf.tuning.space import Space
 
 ORACLES = ("weighted_random", "random", "grid", "bayesian", "hyperband")
 DEFAULT_EXPLORATION = 0.2
+DEFAULT_CANDIDATES = 64
+# Candidate j of a model-guided trial is pulled towards its anchor by
+# SHRINKS[j % 3]: the box alone draws too few points close to the best one
+# to refine it (Hartmann-6, 100 trials: regret 0.03 without, see BUILD.md).
+SHRINKS = (1.0, 0.25, 0.0625)
 
 
 def anchor_probability(v1: float, v2: float, direction: str = "min") -> float:
@@ -97,6 +114,40 @@ def next_point(b1, b2, v1, v2, direction: str, rng: np.random.Generator, min_mar
     return sample_near(b1, b2, anchor, rng, min_margin), anchor, p1
 
 
+def expected_improvement(points, values, candidates, direction: str, seed: int):
+    """Expected improvement of each candidate under a GP fitted to (points, values).
+
+    Values are standardised (maximised objectives negated, so lower is
+    better); the kernel is a constant times a Matern 5/2 with one length
+    scale per axis, plus a small white-noise term, fitted by maximum
+    likelihood (scikit-learn, 2 restarts).
+    """
+    from scipy.stats import norm
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    x = np.asarray(points, np.float64)
+    y = np.asarray(values, np.float64)
+    if direction == "max":
+        y = -y
+    scale = y.std() or 1.0
+    y = (y - y.mean()) / scale
+    n = x.shape[1]
+    kernel = (ConstantKernel(1.0, (1e-2, 1e2))
+              * Matern(length_scale=np.full(n, 0.3), length_scale_bounds=(1e-2, 1e1), nu=2.5)
+              + WhiteKernel(1e-4, (1e-8, 1e-1)))
+    import warnings
+
+    with warnings.catch_warnings():  # bounds reached on tiny histories: harmless
+        warnings.simplefilter("ignore")
+        gp = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=2,
+                                      random_state=seed).fit(x, y)
+        mean, std = gp.predict(np.asarray(candidates, np.float64), return_std=True)
+    std = np.maximum(std, 1e-9)
+    z = (y.min() - mean) / std
+    return (y.min() - mean) * norm.cdf(z) + std * norm.pdf(z)
+
+
 class WeightedRandomOracle(kt.Oracle):
     """Weighted random search as a KerasTuner oracle; see the module docstring.
 
@@ -106,19 +157,30 @@ class WeightedRandomOracle(kt.Oracle):
         direction decides what "best" means.
       exploration: share of uniform trials and least margin of the box (see
         the module docstring); 0 reproduces the plain algorithm.
+      candidates: points drawn per trial for the model to rank (1: no model).
+      model_start: finite results needed before the model ranks candidates
+        (None: one more than the axes).
     """
 
     def __init__(self, space: Space, objective=None, max_trials=None, seed=None,
-                 exploration: float = DEFAULT_EXPLORATION, **kwargs):
+                 exploration: float = DEFAULT_EXPLORATION,
+                 candidates: int = DEFAULT_CANDIDATES, model_start: int | None = None,
+                 **kwargs):
         if not 0.0 <= exploration <= 1.0:
             raise UserInputError(f"exploration={exploration} is invalid: expected a share "
                                  f"between 0 and 1")
+        if int(candidates) != candidates or candidates < 1:
+            raise UserInputError(f"candidates={candidates} is invalid: expected an integer "
+                                 f">= 1 (1: no model)")
         super().__init__(objective=objective, max_trials=max_trials,
                          hyperparameters=space.to_hyperparameters(),
                          allow_new_entries=False, tune_new_entries=False,
                          seed=seed, **kwargs)
         self.space = space
         self.exploration = float(exploration)
+        # exploration=0 is the plain algorithm: no model either.
+        self.candidates = int(candidates) if self.exploration else 1
+        self.model_start = (len(space.axes) + 1) if model_start is None else int(model_start)
         # The box's least margin beyond the two best points, per axis (0: plain).
         self.margin = (np.maximum(self.exploration / 2, [p.resolution for p in space.axes])
                        if self.exploration else 0.0)
@@ -153,31 +215,74 @@ class WeightedRandomOracle(kt.Oracle):
             if len(results) < 2 and any(t.status == trial_module.TrialStatus.RUNNING
                                         for t in self.ongoing_trials.values()):
                 return {"status": trial_module.TrialStatus.IDLE}
-            if len(results) < 2 or (self.exploration and rng.uniform() < self.exploration):
-                # Nothing can anchor yet (the initial points failed), or an exploring trial.
-                point = rng.uniform(0.0, 1.0, n)
+            if self.candidates > 1 and len(results) >= max(2, self.model_start):
+                point = self._model_choice(results, rng, index)
             else:
-                (b1, v1), (b2, v2) = results[0], results[1]
-                point, _, _ = next_point(b1, b2, v1, v2, self.objective.direction, rng,
-                                         min_margin=self.margin)
+                point = self._propose(results, rng)
         return {"status": trial_module.TrialStatus.RUNNING,
                 "values": self.space.decode(point)}
 
 
+    def _propose(self, results, rng, shrink: float = 1.0):
+        """One point by the weighted random rule (with exploration).
+
+        ``shrink`` < 1 pulls a box point towards its anchor by that factor:
+        the point stays in the box and nearer to the anchor (both regions
+        are convex and hold the anchor), so the rule's support is kept and
+        only the density moves closer to the anchor.
+        """
+        n = len(self.space.axes)
+        if len(results) < 2 or (self.exploration and rng.uniform() < self.exploration):
+            # Nothing can anchor yet (the initial points failed), or an exploring trial.
+            return rng.uniform(0.0, 1.0, n)
+        (b1, v1), (b2, v2) = results[0], results[1]
+        point, anchor, _ = next_point(b1, b2, v1, v2, self.objective.direction, rng,
+                                      min_margin=self.margin)
+        if shrink != 1.0:
+            centre = np.asarray((b1, b2)[anchor], np.float64)
+            point = centre + shrink * (point - centre)
+        return point
+
+    def _model_choice(self, results, rng, index: int):
+        """The candidate of largest expected improvement among ``candidates`` proposals.
+
+        Candidates are compared where they will really be evaluated (decoded
+        and encoded again: ints rounded, choices and steps snapped); points
+        already evaluated are left out unless nothing else was drawn.
+        """
+        seen = {tuple(np.round(p, 9)) for p, _ in results}
+        pool, keys = [], set()
+        for j in range(self.candidates):
+            shrink = SHRINKS[j % len(SHRINKS)]
+            x = np.asarray(self.space.encode(self.space.decode(
+                self._propose(results, rng, shrink))))
+            key = tuple(np.round(x, 9))
+            if key not in seen and key not in keys:
+                keys.add(key)
+                pool.append(x)
+        if not pool:
+            return self._propose(results, rng)
+        gain = expected_improvement([p for p, _ in results], [v for _, v in results], pool,
+                                    self.objective.direction, seed=int(self.seed) + index)
+        return pool[int(np.argmax(gain))]
+
+
 def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int,
                   mixin: type | None = None, exploration: float | None = None,
-                  max_epochs: int = 10, **kwargs) -> kt.Oracle:
+                  candidates: int | None = None, max_epochs: int = 10,
+                  **kwargs) -> kt.Oracle:
     """The oracle called ``name`` (one of :data:`ORACLES`) over ``space``.
 
     ``mixin`` (e.g. the tuner's recording mixin) is put in front of the
-    oracle class; ``exploration`` is the weighted random oracle's (None: its
-    default); ``max_epochs`` is Hyperband's largest epoch budget of a trial
+    oracle class; ``exploration`` and ``candidates`` are the weighted random
+    oracle's (None: its defaults); ``max_epochs`` is Hyperband's largest epoch budget of a trial
     (factor 3, one iteration; ``max_trials`` still caps the trials); other
     keyword arguments go to the KerasTuner oracle.
     """
-    if exploration is not None and name != "weighted_random":
-        raise UserInputError(f"--exploration is a setting of the weighted_random oracle, "
-                             f"not of {name!r}")
+    for setting, value in (("exploration", exploration), ("candidates", candidates)):
+        if value is not None and name != "weighted_random":
+            raise UserInputError(f"--{setting} is a setting of the weighted_random oracle, "
+                                 f"not of {name!r}")
     classes = {"weighted_random": WeightedRandomOracle,
                "random": kt.oracles.RandomSearchOracle,
                "grid": kt.oracles.GridSearchOracle,
@@ -199,6 +304,8 @@ def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int
         return oracle
     if name == "weighted_random":
         return cls(space, exploration=DEFAULT_EXPLORATION if exploration is None
-                   else exploration, **common)
+                   else exploration,
+                   candidates=DEFAULT_CANDIDATES if candidates is None else candidates,
+                   **common)
     return cls(hyperparameters=space.to_hyperparameters(), allow_new_entries=False,
                tune_new_entries=False, **common)
