@@ -141,6 +141,24 @@ def _import_tensorflow_quietly() -> None:
                 print(line, file=sys.stderr)
 
 
+def avoid_onednn_crash(network: str) -> None:
+    """Turns TensorFlow's oneDNN CPU kernels off for the ImageNet network (before TF starts).
+
+    TensorFlow 2.21's oneDNN Conv2DBackpropFilter corrupts the heap (segfault
+    or "double free") on the ImageNet network for inputs of 192 pixels and
+    up on AVX-512 CPUs; its plain kernels train it. GPU and TPU kernels are
+    unaffected. A TF_ENABLE_ONEDNN_OPTS the user set is kept.
+    """
+    if network != "imagenet" or "TF_ENABLE_ONEDNN_OPTS" in os.environ:
+        return
+    if "tensorflow" in sys.modules:
+        return  # too late to change: TensorFlow is running already
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    print("Note: oneDNN CPU kernels off for the ImageNet network (TensorFlow 2.21's oneDNN "
+          "convolution gradient crashes on it; set TF_ENABLE_ONEDNN_OPTS=1 to force them)",
+          flush=True)
+
+
 #: the module of the program being run (its docstring and flags head --help)
 _PROGRAM: list = [None]
 
@@ -153,6 +171,8 @@ def run(main) -> None:
         if len(argv) > 1:
             fail(f"unexpected positional arguments {argv[1:]}; all options are --flags")
         _check_path_flags()
+        if "network" in flags.FLAGS:
+            avoid_onednn_crash(flags.FLAGS.network)
         _import_tensorflow_quietly()
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines

@@ -49,6 +49,15 @@ DIGITS_SEARCH_PRESET = {"epochs": 10, "layers": 5, "init_channels": 8, "arch_lea
 DIGITS_TRAIN_PRESET = {"epochs": 30, "batch_size": 64, "layers": 8, "init_channels": 16,
                        "cutout_length": 0, "drop_path_prob": 0.0}
 
+# train_imagenet.py's recipe for --network=imagenet, for flags the user did not
+# set: 14 cells, C=48, batch 128, SGD lr 0.1 decayed x0.97 per epoch, weight
+# decay 3e-5, label smoothing 0.1, no drop path or cutout, 250 epochs (the
+# 224x224 random resized crops, flips and colour jitter come with the network).
+IMAGENET_TRAIN_PRESET = {"epochs": 250, "batch_size": 128, "layers": 14, "init_channels": 48,
+                         "learning_rate": 0.1, "weight_decay": 3e-5, "lr_schedule": "exponential",
+                         "lr_decay": 0.97, "label_smoothing": 0.1, "drop_path_prob": 0.0,
+                         "cutout_length": 0}
+
 
 @_grouped("Data")
 def define_data_flags() -> None:
@@ -65,11 +74,16 @@ def define_data_flags() -> None:
     flags.DEFINE_enum("augment", "auto", ["auto", "on", "off"],
                       "Random crop + flip (auto: on for CIFAR).")
     flags.DEFINE_integer("image_size", None, "Resize image-folder datasets to this size.")
+    flags.DEFINE_enum("stream", "auto", ["auto", "on", "off"],
+                      "Image folders: read and decode the files batch by batch in the input "
+                      "pipeline (on), decode them all into memory first (off), or stream "
+                      "folders of more than 1 GiB of decoded images (auto).")
 
 
 def data_config() -> DataConfig:
     return DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, augment=FLAGS.augment,
-                      image_size=FLAGS.image_size, download=FLAGS.download)
+                      image_size=FLAGS.image_size, download=FLAGS.download,
+                      stream=FLAGS.stream)
 
 
 def dataset_stem() -> str:
@@ -128,6 +142,12 @@ def define_train_flags(prefix: str = "") -> None:
     flags.DEFINE_float("drop_path_prob", d.drop_path_prob,
                        "Drop-path probability, reached linearly at the last epoch.")
     flags.DEFINE_integer("cutout_length", d.cutout_length, "Cutout square side (0 = off).")
+    flags.DEFINE_enum("lr_schedule", d.lr_schedule, ["cosine", "exponential"],
+                      "Learning-rate schedule: cosine to --learning_rate_min, or x --lr_decay "
+                      "per epoch (the ImageNet recipe).")
+    flags.DEFINE_float("lr_decay", d.lr_decay, "Per-epoch factor of --lr_schedule=exponential.")
+    flags.DEFINE_float("label_smoothing", d.label_smoothing,
+                       "Label smoothing of the training loss (0: off).")
     flags.DEFINE_bool("tflite", False, "Also export a .tflite file.")
 
 
@@ -136,14 +156,14 @@ def train_config(prefix: str, data: DataConfig, model_dir: str, genotype: str,
     """A validated TrainConfig from the flags of ``define_train_flags(prefix)``."""
     values = {name: FLAGS[prefix + name].value for name in TRAIN_PREFIXED}
     for name in ("network", "auxiliary", "auxiliary_weight", "drop_path_prob",
-                 "cutout_length", "tflite"):
+                 "cutout_length", "tflite", "lr_schedule", "lr_decay", "label_smoothing"):
         values[name] = FLAGS[name].value
-    if data.dataset == "digits":
-        unset = cli.unset_flags([(prefix + n) if n in TRAIN_PREFIXED else n
-                                 for n in DIGITS_TRAIN_PRESET])
-        for name in DIGITS_TRAIN_PRESET:
-            if ((prefix + name) if name in TRAIN_PREFIXED else name) in unset:
-                values[name] = DIGITS_TRAIN_PRESET[name]
+    preset = (DIGITS_TRAIN_PRESET if data.dataset == "digits" else
+              IMAGENET_TRAIN_PRESET if values["network"] == "imagenet" else {})
+    unset = cli.unset_flags([(prefix + n) if n in TRAIN_PREFIXED else n for n in preset])
+    for name in preset:
+        if ((prefix + name) if name in TRAIN_PREFIXED else name) in unset:
+            values[name] = preset[name]
     values.update(runtime_values())
     values.update(overrides)
     config = TrainConfig(data=data, model_dir=model_dir, genotype=genotype, seed=seed,
@@ -262,3 +282,4 @@ def reject_flags(names, model: str) -> None:
     if present:
         raise UserInputError(
             f"--{present[0]} does not apply to --model={model}")
+

@@ -59,11 +59,18 @@ class DataConfig:
     augment: str = "auto"
     image_size: int | None = None  # resize image folders to this size
     test_fraction: float = 0.2  # held-out test split where a dataset has none
+    # Image folders: 'on' reads and decodes the files batch by batch in the
+    # tf.data pipeline (memory independent of the dataset's size), 'off'
+    # decodes them all into memory first, 'auto' streams folders whose
+    # decoded images would take more than STREAM_ABOVE_BYTES.
+    stream: str = "auto"
 
     def validate(self) -> None:
         _check(isinstance(self.dataset, str) and self.dataset.strip() != "", "dataset",
                self.dataset, "a dataset name or path")
         _check(self.augment in ("auto", "on", "off"), "augment", self.augment,
+               "one of auto, on, off")
+        _check(self.stream in ("auto", "on", "off"), "stream", self.stream,
                "one of auto, on, off")
         if self.image_size is not None:
             _positive("image_size", self.image_size)
@@ -260,6 +267,11 @@ class TrainConfig(RuntimeConfig):
     auxiliary_weight: float = 0.4  # train.py --auxiliary_weight
     drop_path_prob: float = 0.2  # train.py --drop_path_prob (scaled by epoch / epochs)
     cutout_length: int = 16  # the paper's runs use --cutout (length 16); 0 = off
+    # 'cosine' (train.py: CosineAnnealingLR to learning_rate_min) or
+    # 'exponential' (train_imagenet.py: StepLR(step 1, gamma=lr_decay)).
+    lr_schedule: str = "cosine"
+    lr_decay: float = 0.97  # train_imagenet.py --gamma, per epoch
+    label_smoothing: float = 0.0  # train_imagenet.py --label_smooth 0.1
     seed: int = 0  # train.py --seed
     sync_batchnorm: bool = True
     export: bool = True  # write export/ (SavedModel + metadata) after training
@@ -286,6 +298,13 @@ class TrainConfig(RuntimeConfig):
                "drop_path_prob", self.drop_path_prob, "a number in [0, 1)")
         _check(isinstance(self.cutout_length, int) and self.cutout_length >= 0,
                "cutout_length", self.cutout_length, "an integer >= 0 (0 = off)")
+        _check(self.lr_schedule in ("cosine", "exponential"), "lr_schedule",
+               self.lr_schedule, "one of cosine, exponential")
+        _check(isinstance(self.lr_decay, (int, float)) and 0 < self.lr_decay <= 1,
+               "lr_decay", self.lr_decay, "a factor in (0, 1]")
+        _check(isinstance(self.label_smoothing, (int, float))
+               and 0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
+               "a number in [0, 1)")
         _validate_runtime(self)
 
     to_dict = _to_dict

@@ -116,7 +116,7 @@ def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,
     if seed is None:
         seed = int(meta.get("split_seed", 0))
     data.validate()
-    if data.image_size is None and os.path.isdir(data.dataset):
+    if data.image_size is None and images.tf_isdir(data.dataset):
         data = dataclasses.replace(data, image_size=model.input_shape[0])
     dataset = images.load(data, seed)
     if tuple(dataset.input_shape) != tuple(model.input_shape):
@@ -127,7 +127,13 @@ def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,
         raise UserInputError(
             f"--dataset={data.dataset!r} has {dataset.num_classes} classes, but the model "
             f"predicts {len(model.class_names)}")
-    probabilities = model.predict(dataset.x_test, batch_size, strategy)
+    if dataset.streamed:  # decoded a chunk at a time: memory stays flat
+        chunk = max(batch_size, 4096)
+        parts = [model.predict(dataset.test_images(i, i + chunk), batch_size, strategy)
+                 for i in range(0, len(dataset.x_test), chunk)]
+        probabilities = np.concatenate(parts)
+    else:
+        probabilities = model.predict(dataset.x_test, batch_size, strategy)
     return score(probabilities, dataset.y_test, model.class_names)
 
 

@@ -55,10 +55,26 @@ class ImageDataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     natural: bool = False  # flips and crops are label-preserving
+    # Streamed folders: x_train/x_test hold file paths and this is the shape
+    # every image is decoded to (None: the arrays' own shape).
+    shape: tuple[int, int, int] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        if self.shape is not None:
+            return tuple(int(d) for d in self.shape)
         return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the images are read from their files batch by batch."""
+        return self.shape is not None
+
+    def test_images(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """uint8 test images ``[start:stop]`` (decoded from their files when streamed)."""
+        if not self.streamed:
+            return self.x_test[start:stop]
+        return read_files(self.x_test[start:stop], self.shape)
 
     @property
     def num_classes(self) -> int:
@@ -74,8 +90,8 @@ def load(config: DataConfig, seed: int = 0) -> ImageDataset:
         dataset = _tfds(name, config.data_dir, config.download)
     elif name.endswith(".npz"):
         dataset = _npz(name)
-    elif os.path.isdir(name):
-        dataset = _folder(name, config.image_size, config.test_fraction, seed)
+    elif tf_isdir(name):
+        dataset = _folder(name, config.image_size, config.test_fraction, seed, config.stream)
     else:
         raise UserInputError(
             f"--dataset={name!r} is not a known dataset: expected 'digits', one of "
@@ -272,41 +288,130 @@ def _npz_split(arrays, split, path):
     return x, y
 
 
-def _folder(path: str, image_size: int | None, test_fraction: float, seed: int) -> ImageDataset:
-    from PIL import Image, UnidentifiedImageError
+def tf_isdir(path: str) -> bool:
+    import tensorflow as tf
 
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))
-                     and not d.startswith("."))
+    try:
+        return tf.io.gfile.isdir(path)
+    except tf.errors.OpError:
+        return False
+
+
+# An image folder whose decoded images would take more than this is streamed
+# with DataConfig.stream='auto'.
+STREAM_ABOVE_BYTES = 1 << 30
+STATS_SAMPLE = 256  # images decoded for a streamed folder's mean/std
+
+
+def read_files(paths, shape) -> np.ndarray:
+    """uint8 images decoded from ``paths`` to ``shape`` (in parallel, in order)."""
+    import tensorflow as tf
+
+    from autonet_tf.data.pipeline import decode_file
+
+    if len(paths) == 0:
+        return np.zeros((0,) + tuple(shape), np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths)).map(
+        lambda p: decode_file(p, shape), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True).batch(256)
+    return np.concatenate([b.numpy() for b in ds])
+
+
+def _folder_files(path: str):
+    """(class names, [file path], [label]) of a class-folder tree (any TF filesystem)."""
+    import tensorflow as tf
+
+    def listdir(d):
+        return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(d))
+
+    classes = [d for d in listdir(path) if not d.startswith(".")
+               and tf.io.gfile.isdir(os.path.join(path, d))]
     if len(classes) < 2:
         raise UserInputError(f"--dataset={path!r}: expected at least 2 class sub-folders, "
                              f"found {len(classes)}")
-    images, labels, shape = [], [], None
+    files, labels = [], []
     for label, cls in enumerate(classes):
-        files = sorted(f for f in os.listdir(os.path.join(path, cls))
-                       if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not files:
+        names = [f for f in listdir(os.path.join(path, cls))
+                 if f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not names:
             raise UserInputError(f"--dataset={path!r}: class folder {cls!r} has no images "
                                  f"({', '.join(IMAGE_EXTENSIONS)})")
-        for f in files:
-            file = os.path.join(path, cls, f)
-            try:
-                with Image.open(file) as im:
-                    im = im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
-                    if image_size:
-                        im = im.resize((image_size, image_size))
-                    array = np.asarray(im, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as e:
-                raise UserInputError(f"--dataset={path!r}: cannot read image {file!r} ({e})") from None
-            if array.ndim == 2:
-                array = array[..., None]
-            if shape is None:
-                shape = array.shape[:2]
-            elif array.shape[:2] != shape:
-                raise UserInputError(
-                    f"--dataset={path!r}: image {file!r} is {array.shape[1]}x{array.shape[0]} "
-                    f"but earlier images are {shape[1]}x{shape[0]}; pass --image_size to resize")
-            images.append(array)
-            labels.append(label)
+        files += [os.path.join(path, cls, f) for f in names]
+        labels += [label] * len(names)
+    return classes, files, labels
+
+
+def _open_image(path: str, file: str):
+    """(height, width, channels) of one image, or one error line."""
+    import tensorflow as tf
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with tf.io.gfile.GFile(file, "rb") as f, Image.open(f) as im:
+            return im.size[1], im.size[0], 1 if im.mode in ("L", "1", "I", "F") else 3
+    except (UnidentifiedImageError, OSError, tf.errors.OpError) as e:
+        raise UserInputError(f"--dataset={path!r}: cannot read image {file!r} ({e})") from None
+
+
+def _folder(path: str, image_size: int | None, test_fraction: float, seed: int,
+            stream: str = "auto") -> ImageDataset:
+    classes, files, labels = _folder_files(path)
+    h, w, channels = _open_image(path, files[0])
+    if image_size:
+        h = w = image_size
+    if stream == "auto":
+        stream = "on" if len(files) * h * w * 3 > STREAM_ABOVE_BYTES else "off"
+    if stream == "on":
+        return _streamed_folder(path, classes, files, labels, (h, w), test_fraction, seed)
+    return _folder_in_memory(path, classes, files, labels, image_size, test_fraction, seed)
+
+
+def _streamed_folder(path, classes, files, labels, size, test_fraction, seed) -> ImageDataset:
+    """File paths instead of images; the pipeline decodes them batch by batch.
+
+    Every image is resized to ``size`` (--image_size, else the first image's
+    size); the channel count is the first few images' (3 if any is colour).
+    Mean and std come from a fixed sample of STATS_SAMPLE training images.
+    """
+    x = np.asarray(files)
+    y = np.asarray(labels)
+    sample_index = np.random.default_rng(seed).permutation(len(x))[:8]
+    channels = max(_open_image(path, x[i])[2] for i in sample_index)
+    shape = (size[0], size[1], channels)
+    x_train, y_train, x_test, y_test = _split(x, y, test_fraction, seed)
+    sample = read_files(x_train[np.random.default_rng(seed).permutation(
+        len(x_train))[:STATS_SAMPLE]], shape)
+    mean, std = _stats("", sample)
+    name = os.path.basename(os.path.normpath(path))
+    return ImageDataset(name, x_train, y_train.astype(np.int32), x_test,
+                        y_test.astype(np.int32), list(classes), mean, std, natural=True,
+                        shape=shape)
+
+
+def _folder_in_memory(path, classes, files, labels, image_size, test_fraction,
+                      seed) -> ImageDataset:
+    import tensorflow as tf
+    from PIL import Image, UnidentifiedImageError
+
+    images, shape = [], None
+    for file in files:
+        try:
+            with tf.io.gfile.GFile(file, "rb") as f, Image.open(f) as im:
+                im = im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
+                if image_size:
+                    im = im.resize((image_size, image_size))
+                array = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, tf.errors.OpError) as e:
+            raise UserInputError(f"--dataset={path!r}: cannot read image {file!r} ({e})") from None
+        if array.ndim == 2:
+            array = array[..., None]
+        if shape is None:
+            shape = array.shape[:2]
+        elif array.shape[:2] != shape:
+            raise UserInputError(
+                f"--dataset={path!r}: image {file!r} is {array.shape[1]}x{array.shape[0]} "
+                f"but earlier images are {shape[1]}x{shape[0]}; pass --image_size to resize")
+        images.append(array)
     channels = max(a.shape[-1] for a in images)  # greyscale joins RGB as RGB
     images = [np.repeat(a, channels, axis=-1) if a.shape[-1] != channels else a for a in images]
     x, y = np.stack(images), np.asarray(labels)

@@ -44,10 +44,73 @@ def cutout(image, seed, length: int):
     return image * tf.cast(~inside, image.dtype)[..., None]
 
 
+def is_streamed(x) -> bool:
+    """Whether ``x`` holds image file paths (a streamed folder) rather than images."""
+    return np.asarray(x).dtype.kind in "USO"
+
+
+def decode_file(path, shape, channels: int | None = None):
+    """One image file (PNG, JPEG, BMP, GIF; any TensorFlow filesystem) -> uint8 HxWxC.
+
+    Resized to ``shape[:2]`` (bilinear) unless ``shape`` is None; the channel
+    count is ``shape[2]`` (greyscale and RGB files convert).
+    """
+    channels = channels if channels is not None else (shape[2] if shape else 0)
+    image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
+                               expand_animations=False)
+    if shape is not None:
+        image = tf.image.resize(image, shape[:2], antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        image.set_shape(tuple(shape))
+    return image
+
+
+# train_imagenet.py: RandomResizedCrop(224), flip, ColorJitter(0.4, 0.4, 0.4, 0.2);
+# evaluation: Resize(256) then CenterCrop(224).
+IMAGENET_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.2}
+IMAGENET_EVAL_RESIZE = 256 / 224
+
+
+def random_resized_crop(image, seed, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """A random crop of ``scale`` of the area and ``ratio`` aspect, resized to ``size``."""
+    shape = tf.shape(image)
+    box_begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        min_object_covered=0.0, aspect_ratio_range=ratio, area_range=scale,
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    crop = tf.slice(image, box_begin, box_size)
+    return tf.image.resize(crop, size[:2], antialias=True)
+
+
+def color_jitter(image, seed):
+    """Brightness, contrast, saturation (factors in [1 - 0.4, 1 + 0.4]) and hue (+-0.2)
+    of a float image in [0, 255], in that order, stateless."""
+    j = IMAGENET_JITTER
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    x = image / 255.0
+    x = x * tf.random.stateless_uniform([], seeds[0], 1 - j["brightness"], 1 + j["brightness"])
+    x = tf.image.stateless_random_contrast(x, 1 - j["contrast"], 1 + j["contrast"], seeds[1])
+    if image.shape[-1] == 3:
+        x = tf.image.stateless_random_saturation(tf.clip_by_value(x, 0, 1),
+                                                 1 - j["saturation"], 1 + j["saturation"],
+                                                 seeds[2])
+        x = tf.image.stateless_random_hue(tf.clip_by_value(x, 0, 1), j["hue"], seeds[3])
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def center_crop(image, shape):
+    """Resize the shorter side to 256/224 of ``shape`` and crop the centre (evaluation)."""
+    h, w = shape[0], shape[1]
+    big = tf.image.resize(image, [int(round(h * IMAGENET_EVAL_RESIZE)),
+                                  int(round(w * IMAGENET_EVAL_RESIZE))], antialias=True)
+    return tf.image.resize_with_crop_or_pad(big, h, w)
+
+
 def image_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, mean, std,
                   seed: int, epoch: int = 0, shuffle: bool = True, augment: bool = False,
                   flip: bool = True, cutout_length: int = 0, skip_batches: int = 0,
-                  drop_remainder: bool = True) -> tf.data.Dataset:
+                  drop_remainder: bool = True, shape=None,
+                  recipe: str = "cifar") -> tf.data.Dataset:
     """Batches of (normalised float32 images, int32 labels) for one epoch.
 
     Args:
@@ -58,29 +121,53 @@ def image_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, mean, std,
       augment: random crop with padding H/8 (4 for 32x32), and a flip when
         ``flip``; applied before normalisation as in the reference.
       cutout_length: cutout square side (0 = off), applied after normalisation.
-      skip_batches: batches of this epoch already consumed (resume).
+      skip_batches: batches of this epoch already consumed (resume); skipped
+        before anything is read or decoded.
+      shape: (H, W, C) of the images; needed when ``x`` holds file paths
+        (streamed image folders: each file is read and decoded in the
+        pipeline, in parallel, so memory does not grow with the dataset).
+      recipe: 'cifar' (padded random crop + flip) or 'imagenet' (random
+        resized crop + flip + colour jitter for training, resize and centre
+        crop for evaluation, as train_imagenet.py).
     """
     n = len(x)
     order = np.arange(n)
     if shuffle:
         order = np.random.default_rng([seed, epoch]).permutation(n)
-    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order].astype(np.int32)))
-    pad = max(1, x.shape[1] // 8) if augment else 0
+    streamed = is_streamed(x)
+    if streamed and shape is None:
+        raise ValueError("image_batches: file paths need the image shape")
+    shape = tuple(shape) if shape is not None else tuple(x.shape[1:])
+    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order].astype(np.int32))).enumerate()
+    if skip_batches:
+        ds = ds.skip(skip_batches * batch_size)
+    pad = max(1, shape[0] // 8) if augment else 0
     base_seed = tf.constant([seed, epoch], tf.int64)
+    imagenet = recipe == "imagenet"
 
     def prepare(index, pair):
         image, label = pair
         element_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-        if augment:
+        if streamed:  # decoded here; the ImageNet recipe crops the full-size image
+            image = decode_file(image, None if imagenet else shape, channels=shape[2])
+        if imagenet:
+            image = tf.cast(image, tf.float32)
+            if augment:
+                seeds = tf.random.experimental.stateless_split(element_seed, 3)
+                image = random_resized_crop(image, seeds[0], shape)
+                if flip:
+                    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+                image = color_jitter(image, seeds[2])
+            else:
+                image = center_crop(image, shape)
+            image.set_shape(shape)
+        elif augment:
             image = augment_image(image, element_seed, pad, flip)
         image = normalize(image, mean, std)
         if cutout_length:
             image = cutout(image, element_seed + 7, cutout_length)
         return image, label
 
-    ds = ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
-                            deterministic=True)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if skip_batches:
-        ds = ds.skip(skip_batches)
     return ds.prefetch(tf.data.AUTOTUNE)

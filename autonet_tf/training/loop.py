@@ -21,6 +21,7 @@ the stop on a non-finite loss. A trainer subclass supplies
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -74,6 +75,15 @@ def sparse_ce(labels, logits):
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
+def smoothed_ce(labels, logits, smoothing: float = 0.0):
+    """Per-example cross entropy against (1 - s) * one-hot + s / classes (s = 0: plain)."""
+    ce = sparse_ce(labels, logits)
+    if not smoothing:
+        return ce
+    log_p = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    return (1.0 - smoothing) * tf.cast(ce, tf.float32) - smoothing * tf.reduce_mean(log_p, -1)
+
+
 def count_correct(labels, logits):
     return tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
@@ -87,6 +97,19 @@ def apply_summed(optimizer, summed_grads, variables, replicas: int) -> None:
     LossScaleOptimizer, :func:`precision.apply`).
     """
     precision.apply(optimizer, summed_grads, variables, 1.0 / replicas)
+
+
+def _freeze_traced_objects() -> None:
+    """Moves every object alive now out of the garbage collector's view.
+
+    Tracing a step leaves millions of Python objects (the traced graph and
+    its gradient functions) that live as long as the process; every full
+    collection walked all of them again, which made each epoch boundary
+    (checkpoint save, TensorBoard writes) take seconds. Frozen objects are
+    never collected; new garbage still is.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class EpochLoop:
@@ -173,13 +196,18 @@ class EpochLoop:
     # ------------------------------------------------------------------- data
     def distributed_batches(self, x, y, epoch: int, *, skip: int = 0, shuffle: bool = True,
                             drop_remainder: bool = True, salt: int = 0,
-                            augment: bool = False, cutout_length: int = 0, mean, std):
-        """A distributed ``tf.data`` epoch, deterministic in (seed, salt, epoch)."""
+                            augment: bool = False, cutout_length: int = 0, mean, std,
+                            shape=None, recipe: str = "cifar"):
+        """A distributed ``tf.data`` epoch, deterministic in (seed, salt, epoch).
+
+        ``x`` holds images, or file paths that the pipeline reads and decodes
+        to ``shape`` (streamed image folders).
+        """
         ds = pipeline.image_batches(
             x, y, self.batch_size, mean=mean, std=std, seed=self.seed * 1000 + salt,
             epoch=epoch, shuffle=shuffle, augment=augment and shuffle,
             cutout_length=cutout_length if shuffle else 0, skip_batches=skip,
-            drop_remainder=drop_remainder)
+            drop_remainder=drop_remainder, shape=shape, recipe=recipe)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.DATA
@@ -350,6 +378,8 @@ class EpochLoop:
                                    "networks on a CPU)",
                                    enabled=new and self.chief and self.progress):
                     out = {k: float(v) for k, v in self.train_step(*iterators).items()}
+                if new:
+                    _freeze_traced_objects()
                 first_step = False
                 bad = [k for k in averaged if k.endswith("loss") and not math.isfinite(out[k])]
                 if bad:

@@ -22,7 +22,7 @@ from autonet_tf.models.cnn_eval import build_network
 from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.training import loop
 from autonet_tf.training.architect import all_reduce_sum
-from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
+from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, smoothed_ce
 from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy
@@ -70,6 +70,9 @@ class NetworkTrainer(EpochLoop):
         if config.max_steps_per_epoch:
             steps = min(steps, config.max_steps_per_epoch)
         self.augment = {"on": True, "off": False}.get(config.data.augment, dataset.natural)
+        # The ImageNet network trains as train_imagenet.py: random resized crops
+        # and colour jitter instead of padded crops.
+        self.recipe = "imagenet" if self.kind == "imagenet" else "cifar"
         self.extra_metrics = ("aux_loss",) if config.auxiliary else ()
         self.extra_metrics += ("grad_norm",)
 
@@ -122,10 +125,10 @@ class NetworkTrainer(EpochLoop):
         with tf.GradientTape() as tape:
             outputs = self.model(x, training=True, seed=seed)
             logits, aux_logits = outputs if cfg.auxiliary else (outputs, None)
-            loss = mean(sparse_ce(y, logits))
+            loss = mean(smoothed_ce(y, logits, cfg.label_smoothing))
             total = loss
             if aux_logits is not None:
-                aux_loss = mean(sparse_ce(y, aux_logits))
+                aux_loss = mean(smoothed_ce(y, aux_logits, cfg.label_smoothing))
                 total = loss + cfg.auxiliary_weight * aux_loss
             scale = precision.loss_scale(self.optimizer)
             total = precision.scale_loss(total, scale)
@@ -146,7 +149,8 @@ class NetworkTrainer(EpochLoop):
         d = self.dataset
         return (iter(self.distributed_batches(
             d.x_train, d.y_train, epoch, skip=skip, augment=self.augment,
-            cutout_length=self.config.cutout_length, mean=d.mean, std=d.std)),)
+            cutout_length=self.config.cutout_length, mean=d.mean, std=d.std,
+            shape=d.input_shape, recipe=self.recipe)),)
 
     def evaluate(self) -> dict:
         """Loss and accuracy (inference mode) on the test split."""
@@ -154,13 +158,18 @@ class NetworkTrainer(EpochLoop):
         return self.evaluate_batches(
             self.eval_step,
             lambda: self.distributed_batches(d.x_test, d.y_test, 0, shuffle=False,
-                                             drop_remainder=False, mean=d.mean, std=d.std),
+                                             drop_remainder=False, mean=d.mean, std=d.std,
+                                             shape=d.input_shape, recipe=self.recipe),
             len(d.x_test))
 
     # ------------------------------------------------------------------ hooks
     def begin_epoch(self, epoch: int) -> dict:
         cfg = self.config
-        lr = cosine_learning_rate(epoch, cfg.epochs, cfg.learning_rate, cfg.learning_rate_min)
+        if cfg.lr_schedule == "exponential":  # train_imagenet.py: StepLR(1, gamma)
+            lr = cfg.learning_rate * cfg.lr_decay ** epoch
+        else:
+            lr = cosine_learning_rate(epoch, cfg.epochs, cfg.learning_rate,
+                                      cfg.learning_rate_min)
         self.optimizer.learning_rate.assign(lr)
         drop = cfg.drop_path_prob * epoch / cfg.epochs
         self.model.drop_path_prob.assign(drop)

@@ -178,7 +178,7 @@ class SearchTrainer(SearchCommon, EpochLoop):
         return self.distributed_batches(
             self.dataset.x_train[indices], self.dataset.y_train[indices], epoch, skip=skip,
             shuffle=shuffle, drop_remainder=drop_remainder, salt=salt, augment=self.augment,
-            mean=self.dataset.mean, std=self.dataset.std)
+            mean=self.dataset.mean, std=self.dataset.std, shape=self.dataset.input_shape)
 
     def epoch_iterators(self, epoch: int, skip: int = 0) -> tuple:
         """(weight-split iterator, architecture-split iterator) of one epoch."""

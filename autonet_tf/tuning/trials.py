@@ -173,10 +173,13 @@ def simple_cnn_trial(values: dict, context: TrialContext) -> dict:
 
 
 def _image_config(dataset: str | None):
-    """The data of the image trials: --dataset, digits when unset."""
+    """The data of the image trials: --dataset, digits when unset.
+
+    In memory (the Keras trials fit on arrays): a folder is never streamed here.
+    """
     from autonet_tf.configs import DataConfig
 
-    return DataConfig(dataset=dataset or "digits")
+    return DataConfig(dataset=dataset or "digits", stream="off")
 
 
 def _config_fields(cls, values: dict, skip=()) -> dict:
