@@ -167,8 +167,8 @@ def search_then_train(config, train_config, run_search, run_train, what: str) ->
 
     strategy = strategy_for(config)
     result = run_search(config, strategy=strategy)
-    print(f"Final genotype: {result.genotype}")
-    print(f"Run directory: {result.model_dir}")
+    print(f"Final genotype: {result.genotype}", flush=True)
+    print(f"Run directory: {result.model_dir}", flush=True)
     if train_config is None:
         return
     print(f"Training the discovered {what} from scratch ({train_config.epochs} epochs)",

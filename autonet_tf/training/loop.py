@@ -21,7 +21,6 @@ the stop on a non-finite loss. A trainer subclass supplies
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -97,19 +96,6 @@ def apply_summed(optimizer, summed_grads, variables, replicas: int) -> None:
     LossScaleOptimizer, :func:`precision.apply`).
     """
     precision.apply(optimizer, summed_grads, variables, 1.0 / replicas)
-
-
-def _freeze_traced_objects() -> None:
-    """Moves every object alive now out of the garbage collector's view.
-
-    Tracing a step leaves millions of Python objects (the traced graph and
-    its gradient functions) that live as long as the process; every full
-    collection walked all of them again, which made each epoch boundary
-    (checkpoint save, TensorBoard writes) take seconds. Frozen objects are
-    never collected; new garbage still is.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 class EpochLoop:
@@ -378,8 +364,6 @@ class EpochLoop:
                                    "networks on a CPU)",
                                    enabled=new and self.chief and self.progress):
                     out = {k: float(v) for k, v in self.train_step(*iterators).items()}
-                if new:
-                    _freeze_traced_objects()
                 first_step = False
                 bad = [k for k in averaged if k.endswith("loss") and not math.isfinite(out[k])]
                 if bad:
