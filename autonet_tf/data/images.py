@@ -381,8 +381,8 @@ def _streamed_folder(path, classes, files, labels, size, test_fraction, seed) ->
     x_train, y_train, x_test, y_test = _split(x, y, test_fraction, seed)
     sample = read_files(x_train[np.random.default_rng(seed).permutation(
         len(x_train))[:STATS_SAMPLE]], shape)
-    mean, std = _stats("", sample)
     name = os.path.basename(os.path.normpath(path))
+    mean, std = _stats(name, sample)
     return ImageDataset(name, x_train, y_train.astype(np.int32), x_test,
                         y_test.astype(np.int32), list(classes), mean, std, natural=True,
                         shape=shape)

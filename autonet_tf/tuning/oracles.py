@@ -27,7 +27,9 @@ and b2 agree never moves again; measured with ``bin/benchmark_oracles.py``
 Model-guided choice (``candidates`` = c, default 64): from the trial in which
 at least ``model_start`` finite results exist (default: one more than the
 axes), each trial draws c candidate points by the rule above (uniform with
-probability e, else the weighted box) and keeps the one with the largest
+probability e, else the weighted box; a third of the box points pulled 4x
+and a third 16x towards their anchor, which keeps them in the box and
+nearer to the anchor) and keeps the one with the largest
 expected improvement under a Gaussian process (Matern 5/2 kernel with one
 length scale per axis, scikit-learn) fitted to every finite result so far.
 The weighted random rule still decides *where* points may come from; the
