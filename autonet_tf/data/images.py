@@ -341,16 +341,23 @@ def _folder_files(path: str):
     return classes, files, labels
 
 
-def _open_image(path: str, file: str):
-    """(height, width, channels) of one image, or one error line."""
+def _read_image(path: str, file: str, image_size: int | None = None):
+    """One image file as a PIL image in mode L or RGB (any TF filesystem), or one error line."""
     import tensorflow as tf
     from PIL import Image, UnidentifiedImageError
 
     try:
         with tf.io.gfile.GFile(file, "rb") as f, Image.open(f) as im:
-            return im.size[1], im.size[0], 1 if im.mode in ("L", "1", "I", "F") else 3
+            im = im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
     except (UnidentifiedImageError, OSError, tf.errors.OpError) as e:
         raise UserInputError(f"--dataset={path!r}: cannot read image {file!r} ({e})") from None
+    return im.resize((image_size, image_size)) if image_size else im
+
+
+def _open_image(path: str, file: str):
+    """(height, width, channels) of one image as the folder readers see it."""
+    im = _read_image(path, file)
+    return im.size[1], im.size[0], 1 if im.mode == "L" else 3
 
 
 def _folder(path: str, image_size: int | None, test_fraction: float, seed: int,
@@ -390,19 +397,9 @@ def _streamed_folder(path, classes, files, labels, size, test_fraction, seed) ->
 
 def _folder_in_memory(path, classes, files, labels, image_size, test_fraction,
                       seed) -> ImageDataset:
-    import tensorflow as tf
-    from PIL import Image, UnidentifiedImageError
-
     images, shape = [], None
     for file in files:
-        try:
-            with tf.io.gfile.GFile(file, "rb") as f, Image.open(f) as im:
-                im = im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
-                if image_size:
-                    im = im.resize((image_size, image_size))
-                array = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, tf.errors.OpError) as e:
-            raise UserInputError(f"--dataset={path!r}: cannot read image {file!r} ({e})") from None
+        array = np.asarray(_read_image(path, file, image_size), dtype=np.uint8)
         if array.ndim == 2:
             array = array[..., None]
         if shape is None:

@@ -49,6 +49,7 @@ resume (nothing but the trials themselves needs saving).
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras_tuner as kt
 import numpy as np
@@ -138,8 +139,6 @@ def expected_improvement(points, values, candidates, direction: str, seed: int):
     kernel = (ConstantKernel(1.0, (1e-2, 1e2))
               * Matern(length_scale=np.full(n, 0.3), length_scale_bounds=(1e-2, 1e1), nu=2.5)
               + WhiteKernel(1e-4, (1e-8, 1e-1)))
-    import warnings
-
     with warnings.catch_warnings():  # bounds reached on tiny histories: harmless
         warnings.simplefilter("ignore")
         gp = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=2,
