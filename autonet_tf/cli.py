@@ -204,6 +204,15 @@ def _check_path_flags() -> None:
                 fail(f"--{name} is empty: expected a path")
 
 
+#: flags whose value came from --config_file or --params_override (cli_flags.read_config_files)
+SEEDED: set = set()
+
+
+def given(name: str) -> bool:
+    """Whether flag ``name`` was passed on the command line or set by a config file."""
+    return flags.FLAGS[name].present or name in SEEDED
+
+
 def unset_flags(names) -> set:
-    """Names among ``names`` the user did not pass on the command line."""
-    return {n for n in names if not flags.FLAGS[n].present}
+    """Names among ``names`` neither on the command line nor from a config file."""
+    return {n for n in names if not given(n)}

@@ -116,6 +116,60 @@ def define_runtime_flags(checkpoint_every: int = 200) -> None:
     flags.DEFINE_bool("progress", True, "Show a progress bar per epoch.")
 
 
+@_grouped("Config file")
+def define_config_file_flags() -> None:
+    flags.DEFINE_string(
+        "config_file", None, "YAML or JSON file of config keys (a run's config.json works as "
+        "it is; nested keys as in config.json, e.g. data: {dataset: cifar10}). Its values "
+        "replace the defaults and presets; flags given on the command line outrank it. "
+        "model_dir is never taken from it.")
+    flags.DEFINE_string(
+        "params_override", None, "Comma-separated key=value pairs onto the config, dotted "
+        "for nested keys (epochs=5,data.dataset=cifar10); outranks flags and --config_file.")
+
+
+#: what read_config_files() read: the file's values and the overrides
+_CONFIG_VALUES = {"file": {}, "overrides": {}}
+
+
+def read_config_files() -> None:
+    """Reads --config_file and --params_override before any config is built.
+
+    Their values become the values of the flags of the same names (nested
+    keys by their last part: data.dataset -> --dataset) that were not given,
+    so the choice of presets and of --model=rnn (a file with ``nhid``) sees
+    them; :func:`apply_config_files` then sets every field.
+    """
+    from autonet_tf import config_files
+
+    from_file = config_files.file_values(FLAGS.config_file)
+    overrides = config_files.parse_overrides(FLAGS.params_override)
+    _CONFIG_VALUES.update(file=from_file, overrides=overrides)
+    if "model" in FLAGS and not FLAGS["model"].present and "nhid" in from_file:
+        FLAGS["model"].value = "rnn"
+        cli.SEEDED.add("model")
+    for values, outranks_flags in ((from_file, False), (overrides, True)):
+        for path, value in config_files.flat(values).items():
+            name = path.split(".")[-1]
+            if name in FLAGS and name not in ("model_dir", "model") and (
+                    outranks_flags or not FLAGS[name].present):
+                FLAGS[name].value = value
+                cli.SEEDED.add(name)
+
+
+def apply_config_files(config):
+    """``config`` with --config_file's values (where no flag was given) and
+    --params_override applied, validated."""
+    from autonet_tf import config_files
+
+    def flag_given(path: str) -> bool:
+        name = path.split(".")[-1]
+        return name in FLAGS and FLAGS[name].present
+
+    return config_files.apply(config, _CONFIG_VALUES["file"], _CONFIG_VALUES["overrides"],
+                              FLAGS.config_file or "", flag_given)
+
+
 def runtime_values() -> dict:
     return {name: FLAGS[name].value for name in RUNTIME}
 
@@ -232,7 +286,7 @@ def define_rnn_flags(train: bool) -> None:
 def text_data_config():
     from autonet_tf.configs import TextDataConfig
 
-    dataset = FLAGS.dataset if FLAGS["dataset"].present else "synthetic"
+    dataset = FLAGS.dataset if cli.given("dataset") else "synthetic"
     return TextDataConfig(dataset=dataset, data_dir=FLAGS.data_dir)
 
 
@@ -245,16 +299,16 @@ def rnn_values(cls, flag_names: dict, preset: dict | None) -> dict:
     defaults = cls()
     values = {}
     for name, flag in flag_names.items():
-        if FLAGS[flag].present:
+        if cli.given(flag):
             values[name] = FLAGS[flag].value
         elif preset and name in preset:
             values[name] = preset[name]
         else:
             values[name] = getattr(defaults, name)
     if "emsize" in values and "nhid" in values:  # one of them set: the other follows
-        if FLAGS[flag_names["nhid"]].present and not FLAGS[flag_names["emsize"]].present:
+        if cli.given(flag_names["nhid"]) and not cli.given(flag_names["emsize"]):
             values["emsize"] = values["nhid"]
-        if FLAGS[flag_names["emsize"]].present and not FLAGS[flag_names["nhid"]].present:
+        if cli.given(flag_names["emsize"]) and not cli.given(flag_names["nhid"]):
             values["nhid"] = values["emsize"]
     return values
 

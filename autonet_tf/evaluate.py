@@ -19,7 +19,7 @@ from autonet_tf.data import images, text
 from autonet_tf.errors import UserInputError
 from autonet_tf.export import LoadedClassifier
 from autonet_tf.lm_export import LoadedLanguageModel
-from autonet_tf.training import run_dir
+from autonet_tf.io import run_dir
 
 
 @dataclasses.dataclass

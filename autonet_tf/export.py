@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from autonet_tf.data import pipeline
 from autonet_tf.errors import UserInputError
-from autonet_tf.training import run_dir
+from autonet_tf.io import run_dir
 
 METADATA_NAME = "metadata.json"
 MARKER = os.path.join("assets.extra", "autonet_tf.json")

@@ -34,7 +34,7 @@ import tensorflow as tf
 from autonet_tf import export
 from autonet_tf.data import text
 from autonet_tf.data.text import UNK
-from autonet_tf.training import run_dir
+from autonet_tf.io import run_dir
 
 FORMAT = "autonet_tf/language_model/1"
 VOCAB_NAME = "vocab.txt"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autonet_tf.evaluate import Evaluation, format_confusion
-from autonet_tf.training import run_dir
+from autonet_tf.io import run_dir
 from conftest import run_bin
 
 

@@ -20,7 +20,7 @@ from autonet_tf.evaluate import evaluate_export, write_report
 from autonet_tf.search import run_search
 from autonet_tf.search_space.genotypes import load_genotype
 from autonet_tf.train import run_train
-from autonet_tf.training import run_dir
+from autonet_tf.io import run_dir
 
 gfile = tf.io.gfile
 

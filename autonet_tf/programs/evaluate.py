@@ -51,7 +51,7 @@ def main(argv):
     from autonet_tf.configs import DataConfig
     from autonet_tf.evaluate import (evaluate_export, evaluate_language_model,
                                      format_confusion, write_report)
-    from autonet_tf.training import run_dir
+    from autonet_tf.io import run_dir
 
     meta = export.read_metadata(FLAGS.saved_model, (export.FORMAT, lm_export.FORMAT))
     if meta["format"] == lm_export.FORMAT:

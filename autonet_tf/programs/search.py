@@ -87,6 +87,7 @@ flags.DEFINE_bool("retrain", True, "After the search, train the discovered netwo
                   "--noretrain stops after the search.")
 cli_flags.define_data_flags()
 cli_flags.define_runtime_flags(_D.checkpoint_every)
+cli_flags.define_config_file_flags()
 cli_flags.define_train_flags(prefix="train_")
 cli_flags.define_rnn_flags(train=False)
 flags.DEFINE_integer("train_nhid", None, "RNN: emsize = nhid of the retrained model "
@@ -118,7 +119,7 @@ def build_config() -> SearchConfig:
         "runs", f"search_{cli_flags.dataset_stem()}")
     config = SearchConfig(data=cli_flags.data_config(), **values)
     config.validate()
-    return config
+    return cli_flags.apply_config_files(config)
 
 
 CNN_ONLY = ("layers", "init_channels", "steps", "multiplier", "train_portion", "learning_rate_min", "momentum",
@@ -142,64 +143,58 @@ def build_rnn_configs():
         "order", "hessian", "arch_learning_rate", "arch_weight_decay")}
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", "search_rnn_" + (os.path.basename(os.path.normpath(data.dataset)) or "data"))
-    search = cli_flags.rnn_config(
+    search = cli_flags.apply_config_files(cli_flags.rnn_config(
         RNNSearchConfig, data, model_dir, names,
-        cli_flags.SYNTHETIC_SEARCH_PRESET if synthetic else None)
+        cli_flags.SYNTHETIC_SEARCH_PRESET if synthetic else None))
     if not FLAGS.retrain:
         return search, None
     train_names = {n: "train_" + n for n in ("epochs", "batch_size", "learning_rate",
                                               "weight_decay", "grad_clip")}
     train_names.update(emsize="train_nhid", nhid="train_nhid")
     train = cli_flags.rnn_config(
-        RNNTrainConfig, data, os.path.join(model_dir, "train"), train_names,
+        RNNTrainConfig, search.data, os.path.join(model_dir, "train"), train_names,
         cli_flags.SYNTHETIC_TRAIN_PRESET if synthetic else None,
         genotype=os.path.join(model_dir, "genotype.json"), seed=search.seed)
     return search, train
 
 
-def search_then_train(config, train_config, run_search, run_train, what: str) -> None:
-    """Searches, then (unless ``train_config`` is None) trains the result from scratch.
+def build_cnn_configs():
+    """(SearchConfig, TrainConfig or None) from the flags of --model=cnn."""
+    cli_flags.reject_flags(RNN_ONLY, "cnn")
+    config = build_config()
+    if not FLAGS.retrain:
+        return config, None
+    # validate every flag before any work starts
+    return config, cli_flags.train_config(
+        "train_", config.data, os.path.join(config.model_dir, "train"),
+        os.path.join(config.model_dir, "genotype.json"), config.seed)
+
+
+def main(argv):
+    """Searches, then (with --retrain) trains the result from scratch.
 
     One strategy for both stages: two MirroredStrategy objects in one process
     mix up their collective-op keys (synchronised BatchNorm fails).
     """
+    del argv
+    cli_flags.read_config_files()
+    rnn = FLAGS.model == "rnn"
+    config, train_config = build_rnn_configs() if rnn else build_cnn_configs()
+    from autonet_tf import tasks
     from autonet_tf.distribute.strategy import strategy_for
 
     strategy = strategy_for(config)
-    result = run_search(config, strategy=strategy)
+    search = tasks.RNNSearchTask(config) if rnn else tasks.CNNSearchTask(config)
+    result = tasks.run(search, strategy)
     print(f"Final genotype: {result.genotype}", flush=True)
     print(f"Run directory: {result.model_dir}", flush=True)
     if train_config is None:
         return
-    print(f"Training the discovered {what} from scratch ({train_config.epochs} epochs)",
-          flush=True)
-    trained = run_train(train_config, strategy=strategy, genotype=result.genotype)
-    print(trained.summary())
-
-
-def main_rnn():
-    config, train_config = build_rnn_configs()
-    from autonet_tf.search import run_rnn_search
-    from autonet_tf.train import run_rnn_train
-
-    search_then_train(config, train_config, run_rnn_search, run_rnn_train, "cell")
-
-
-def main(argv):
-    del argv
-    if FLAGS.model == "rnn":
-        return main_rnn()
-    cli_flags.reject_flags(RNN_ONLY, "cnn")
-    config = build_config()
-    train_config = None
-    if FLAGS.retrain:  # validate every flag before any work starts
-        train_config = cli_flags.train_config(
-            "train_", config.data, os.path.join(config.model_dir, "train"),
-            os.path.join(config.model_dir, "genotype.json"), config.seed)
-    from autonet_tf.search import run_search
-    from autonet_tf.train import run_train
-
-    search_then_train(config, train_config, run_search, run_train, "network")
+    print(f"Training the discovered {'cell' if rnn else 'network'} from scratch "
+          f"({train_config.epochs} epochs)", flush=True)
+    train = (tasks.RNNTrainTask if rnn else tasks.CNNTrainTask)(
+        train_config, genotype=result.genotype)
+    print(tasks.run(train, strategy).summary())
 
 
 def run() -> None:

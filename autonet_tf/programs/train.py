@@ -24,17 +24,20 @@ import os
 from absl import flags
 
 from autonet_tf import cli, cli_flags
+from autonet_tf.errors import UserInputError
 
 flags.DEFINE_enum("model", "cnn", ["cnn", "rnn"],
                   "CNN cells (image classifier) or a recurrent cell (language model).")
 flags.DEFINE_string("genotype", None, "DARTS_V1, DARTS_V2, a genotype JSON file (e.g. "
-                    "<search run>/genotype.json) or inline genotype JSON.", required=True)
+                    "<search run>/genotype.json) or inline genotype JSON; required unless "
+                    "--config_file names one.")
 flags.DEFINE_string("model_dir", None, "Run directory (default runs/train_<dataset>).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_bool("export", True, "Export the trained network to <model_dir>/export.")
 cli_flags.define_data_flags()
 cli_flags.define_train_flags()
 cli_flags.define_runtime_flags()
+cli_flags.define_config_file_flags()
 cli_flags.define_rnn_flags(train=True)
 FLAGS = flags.FLAGS
 
@@ -44,7 +47,7 @@ CNN_ONLY = ("layers", "init_channels", "learning_rate_min", "momentum", "augment
 RNN_ONLY = cli_flags.RNN_FLAGS + ("nonmono",)
 
 
-def main_rnn():
+def rnn_config():
     from autonet_tf.configs import RNNTrainConfig
 
     cli_flags.reject_flags(CNN_ONLY, "rnn")
@@ -52,30 +55,33 @@ def main_rnn():
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", "train_rnn_" + (os.path.basename(os.path.normpath(data.dataset)) or "data"))
     names = {n: n for n in cli_flags.RNN_FLAGS + cli_flags.RNN_SHARED + ("nonmono",)}
-    config = cli_flags.rnn_config(
+    return cli_flags.apply_config_files(cli_flags.rnn_config(
         RNNTrainConfig, data, model_dir, names,
         cli_flags.SYNTHETIC_TRAIN_PRESET if data.dataset == "synthetic" else None,
-        genotype=FLAGS.genotype, export=FLAGS.export)
-    from autonet_tf.distribute.strategy import strategy_for
-    from autonet_tf.train import run_rnn_train
+        genotype=FLAGS.genotype, export=FLAGS.export))
 
-    result = run_rnn_train(config, strategy=strategy_for(config))
-    print(result.summary())
-    print(f"Run directory: {result.model_dir}")
+
+def cnn_config():
+    cli_flags.reject_flags(RNN_ONLY, "cnn")
+    model_dir = FLAGS.model_dir or os.path.join("runs", f"train_{cli_flags.dataset_stem()}")
+    return cli_flags.apply_config_files(cli_flags.train_config(
+        "", cli_flags.data_config(), model_dir, FLAGS.genotype, FLAGS.seed,
+        export=FLAGS.export))
 
 
 def main(argv):
     del argv
-    if FLAGS.model == "rnn":
-        return main_rnn()
-    cli_flags.reject_flags(RNN_ONLY, "cnn")
-    model_dir = FLAGS.model_dir or os.path.join("runs", f"train_{cli_flags.dataset_stem()}")
-    config = cli_flags.train_config("", cli_flags.data_config(), model_dir, FLAGS.genotype,
-                                    FLAGS.seed, export=FLAGS.export)
+    cli_flags.read_config_files()
+    if not FLAGS.genotype:
+        raise UserInputError("--genotype must have a value: DARTS_V1, DARTS_V2, a genotype JSON "
+                             "file, inline JSON, or a --config_file of a training run")
+    rnn = FLAGS.model == "rnn"
+    config = rnn_config() if rnn else cnn_config()
+    from autonet_tf import tasks
     from autonet_tf.distribute.strategy import strategy_for
-    from autonet_tf.train import run_train
 
-    result = run_train(config, strategy=strategy_for(config))
+    task = tasks.RNNTrainTask(config) if rnn else tasks.CNNTrainTask(config)
+    result = tasks.run(task, strategy_for(config))
     print(result.summary())
     print(f"Run directory: {result.model_dir}")
 

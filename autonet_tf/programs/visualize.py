@@ -37,7 +37,7 @@ def main(argv):
                  f"{', '.join('.' + f for f in FORMATS)}")
     from autonet_tf.search_space.genotypes import load_genotype
     from autonet_tf.search_space.rnn_genotypes import load_recurrent_genotype
-    from autonet_tf.training import run_dir
+    from autonet_tf.io import run_dir
     from autonet_tf.viz.cells import plot_genotype
 
     load = load_recurrent_genotype if FLAGS.model == "rnn" else load_genotype

@@ -45,16 +45,9 @@ from typing import Callable
 import tensorflow as tf
 
 from autonet_tf.configs import HESSIANS
+from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.shared_traces import frozen_weights, unshared
 from autonet_tf.training import precision
-
-def all_reduce_sum(values: list) -> list:
-    """Sums tensors across replicas (identity outside a multi-replica context)."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return list(values)
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
-
 
 class StatelessGradients:
     """Loss and gradients of a model evaluated at given weight/alpha tensors.

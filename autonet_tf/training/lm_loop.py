@@ -29,8 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from autonet_tf.data import text
-from autonet_tf.errors import UserInputError
-from autonet_tf.training.loop import EpochLoop
+from autonet_tf.training.loop import EpochLoop, capped_steps
 
 
 def gather_rows(local):
@@ -73,14 +72,10 @@ class LanguageModelLoop(EpochLoop):
             split: text.batchify(corpus.split(split), config.eval_batch_size,
                                  f"{'validation' if split == 'valid' else split} split")
             for split in ("valid", "test")}
-        steps = (self.train_rows.shape[1] - 1) // config.bptt
-        if steps == 0:
-            raise UserInputError(
-                f"--bptt={config.bptt} is longer than the training rows "
-                f"({self.train_rows.shape[1]} tokens each with --batch_size={config.batch_size})")
-        if config.max_steps_per_epoch:
-            steps = min(steps, config.max_steps_per_epoch)
-        return steps
+        return capped_steps(
+            (self.train_rows.shape[1] - 1) // config.bptt, config.max_steps_per_epoch,
+            f"--bptt={config.bptt} is longer than the training rows "
+            f"({self.train_rows.shape[1]} tokens each with --batch_size={config.batch_size})")
 
     def _init_hidden(self, names) -> dict:
         with self.strategy.scope():

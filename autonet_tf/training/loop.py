@@ -34,39 +34,11 @@ from autonet_tf import progress
 from autonet_tf.data import pipeline
 from autonet_tf.distribute.strategy import is_chief
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
-from autonet_tf.training import precision, run_dir
+from autonet_tf.io import run_dir
+from autonet_tf.training import precision
 from autonet_tf.tracking import checkpoint_variables, unreachable_variables
 
 log = logging.getLogger("autonet_tf")
-
-
-def check_resumable(model_dir: str, new: dict, structural, kind: str) -> None:
-    """Rejects a ``model_dir`` whose ``config.json`` holds a different model or dataset.
-
-    Args:
-      model_dir: the run directory.
-      new: the new config as a dict (``config.to_dict()``).
-      structural: keys that define the model and must match to resume.
-      kind: what the run is ("search", "training") for the message.
-    """
-    path = os.path.join(model_dir, "config.json")
-    if not run_dir.exists(path):
-        return
-    try:
-        old = run_dir.read_json(path)
-    except (OSError, json.JSONDecodeError):
-        return
-    for key in structural:
-        if key in old and old[key] != new.get(key):
-            raise UserInputError(
-                f"--model_dir={model_dir!r} holds a {kind} with {key}={old[key]!r}, not "
-                f"{new.get(key)!r}; use a new --model_dir to start a different {kind}")
-    old_ds = old.get("data", {}).get("dataset")
-    new_ds = new.get("data", {}).get("dataset")
-    if old_ds is not None and old_ds != new_ds:
-        raise UserInputError(
-            f"--model_dir={model_dir!r} holds a {kind} on dataset {old_ds!r}, not "
-            f"{new_ds!r}; use a new --model_dir")
 
 
 def sparse_ce(labels, logits):
@@ -86,6 +58,14 @@ def smoothed_ce(labels, logits, smoothing: float = 0.0):
 def count_correct(labels, logits):
     return tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
+
+
+def capped_steps(steps: int, cap: int | None, too_few: str) -> int:
+    """Steps per epoch: ``steps`` capped by --max_steps_per_epoch (``cap``);
+    ``too_few`` is the error when not one step fits."""
+    if steps == 0:
+        raise UserInputError(too_few)
+    return min(steps, cap) if cap else steps
 
 
 def apply_summed(optimizer, summed_grads, variables, replicas: int) -> None:

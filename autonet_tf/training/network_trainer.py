@@ -20,23 +20,15 @@ from autonet_tf.data.images import ImageDataset
 from autonet_tf.errors import UserInputError
 from autonet_tf.models.cnn_eval import build_network
 from autonet_tf.search_space.genotypes import Genotype
-from autonet_tf.training import loop
-from autonet_tf.training.architect import all_reduce_sum
-from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, smoothed_ce
+from autonet_tf.distribute.reduce import all_reduce_sum
+from autonet_tf.training.loop import (EpochLoop, apply_summed, capped_steps, count_correct,
+                                     smoothed_ce)
 from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy
 
-# Model-defining settings that must match to resume from a run directory.
-_STRUCTURAL = ("genotype_spec", "network", "layers", "init_channels", "auxiliary")
-
 # Smallest input the CIFAR network takes: three halvings must leave >= 1 pixel.
 _MIN_SIZE = {"cifar": 4, "imagenet": 32}
-
-
-def check_resumable(model_dir: str, config: TrainConfig, genotype: Genotype) -> None:
-    new = {**config.to_dict(), "genotype_spec": genotype.to_dict()}
-    loop.check_resumable(model_dir, new, _STRUCTURAL, "training")
 
 
 def network_kind(config: TrainConfig, input_shape) -> str:
@@ -62,13 +54,10 @@ class NetworkTrainer(EpochLoop):
         self.dataset = dataset
         self._init_strategy(strategy, config.batch_size, config.strategy)
         self.kind = network_kind(config, dataset.input_shape)
-        steps = len(dataset.x_train) // config.batch_size
-        if steps == 0:
-            raise UserInputError(
-                f"--batch_size={config.batch_size} is larger than the training split "
-                f"({len(dataset.x_train)} images)")
-        if config.max_steps_per_epoch:
-            steps = min(steps, config.max_steps_per_epoch)
+        steps = capped_steps(
+            len(dataset.x_train) // config.batch_size, config.max_steps_per_epoch,
+            f"--batch_size={config.batch_size} is larger than the training split "
+            f"({len(dataset.x_train)} images)")
         self.augment = {"on": True, "off": False}.get(config.data.augment, dataset.natural)
         # The ImageNet network trains as train_imagenet.py: random resized crops
         # and colour jitter instead of padded crops.

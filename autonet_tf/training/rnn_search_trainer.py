@@ -26,21 +26,14 @@ import tensorflow as tf
 
 from autonet_tf.configs import RNNSearchConfig
 from autonet_tf.data import text
+from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.rnn import RNNLanguageModel
-from autonet_tf.training import loop
-from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
+from autonet_tf.training.architect import Architect, StatelessGradients
 from autonet_tf.training.lm_loop import LanguageModelLoop
 from autonet_tf.training.loop import apply_summed
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy, loss_scale
 from autonet_tf.training.search_common import SearchCommon
-
-_STRUCTURAL = ("emsize", "nhid", "steps", "order", "batch_size")
-
-
-def check_resumable(model_dir: str, config: RNNSearchConfig) -> None:
-    loop.check_resumable(model_dir, config.to_dict(), _STRUCTURAL, "search")
-
 
 class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
     """Runs a DARTS recurrent search; see the module docstring."""
@@ -88,10 +81,7 @@ class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
         search = self.replica_batch(search_window, self.hidden["search"], seeds[1], 0.0)
         arch_loss, arch_grads, (search_hidden, _) = self.architect.gradients(train, search)
         self.store_hidden(self.hidden["search"], search_hidden)
-        if cfg.arch_weight_decay:
-            arch_grads = [g + cfg.arch_weight_decay * tf.convert_to_tensor(a.value)
-                          for g, a in zip(arch_grads, self.arch_variables)]
-        apply_summed(self.arch_optimizer, arch_grads, self.arch_variables, self.replicas)
+        self._apply_arch_gradients(arch_grads)
 
         weights, alphas = self.architect.values()
         _, grads, _, (hidden, nll), state = self.gradients(weights, alphas, train,

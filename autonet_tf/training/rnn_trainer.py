@@ -25,21 +25,12 @@ from autonet_tf.configs import RNNTrainConfig
 from autonet_tf.data import text
 from autonet_tf.models.rnn import RNNLanguageModel
 from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype
-from autonet_tf.training import loop
-from autonet_tf.training.architect import all_reduce_sum
+from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.training.lm_loop import LanguageModelLoop
 from autonet_tf.training.loop import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy
-
-_STRUCTURAL = ("genotype_spec", "emsize", "nhid", "batch_size")
-
-
-def check_resumable(model_dir: str, config: RNNTrainConfig, genotype: RecurrentGenotype):
-    new = {**config.to_dict(), "genotype_spec": genotype.to_dict()}
-    loop.check_resumable(model_dir, new, _STRUCTURAL, "training")
-
 
 def should_average(previous: list, val_loss: float, nonmono: int) -> bool:
     """The reference's switch to ASGD: worse than the best of all epochs but the last ``nonmono``."""

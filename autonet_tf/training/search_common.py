@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from autonet_tf.training import run_dir
+from autonet_tf.io import run_dir
+from autonet_tf.training.loop import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training.precision import loss_scale, loss_scaled
 
@@ -65,6 +66,15 @@ class SearchCommon:
             config.arch_learning_rate, beta_1=config.arch_beta_1,
             beta_2=config.arch_beta_2, epsilon=1e-8), config.mixed_precision)
         self.arch_optimizer.build(self.arch_variables)
+
+    def _apply_arch_gradients(self, arch_grads) -> None:
+        """One Adam step of the alphas: the gradients (summed over replicas) plus
+        ``arch_weight_decay * alpha``, as the reference's Adam weight decay."""
+        decay = self.config.arch_weight_decay
+        if decay:
+            arch_grads = [g + decay * tf.convert_to_tensor(a.value)
+                          for g, a in zip(arch_grads, self.arch_variables)]
+        apply_summed(self.arch_optimizer, arch_grads, self.arch_variables, self.replicas)
 
     def _arch_loss_scale(self):
         """The loss scale of the architecture passes (None unless float16)."""

@@ -29,29 +29,19 @@ import tensorflow as tf
 from autonet_tf import progress
 from autonet_tf.configs import SearchConfig
 from autonet_tf.data.images import ImageDataset
-from autonet_tf.errors import UserInputError
+from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.cnn_search import SearchNetwork
 from autonet_tf.search_space.genotypes import Genotype
-from autonet_tf.training import loop
-from autonet_tf.training.architect import Architect, StatelessGradients, all_reduce_sum
+from autonet_tf.training.architect import Architect, StatelessGradients
 from autonet_tf.training.collapse_guard import CollapseGuard, cell_counts, largest_eigenvalue
-from autonet_tf.training.loop import EpochLoop, apply_summed, count_correct, sparse_ce
+from autonet_tf.training.loop import (EpochLoop, apply_summed, capped_steps, count_correct,
+                                     sparse_ce)
 from autonet_tf.training.optimizers import cosine_learning_rate
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy, loss_scale
 from autonet_tf.training.search_common import SearchCommon
 
 log = logging.getLogger("autonet_tf")
-
-# Model-defining settings that must match to resume from a run directory.
-_STRUCTURAL = ("layers", "init_channels", "steps", "multiplier", "stem_multiplier", "order",
-               "method", "partial_channels")
-
-
-def check_resumable(model_dir: str, config: SearchConfig) -> None:
-    """Rejects a model_dir that holds a run with a different model or dataset."""
-    loop.check_resumable(model_dir, config.to_dict(), _STRUCTURAL, "search")
-
 
 class SearchTrainer(SearchCommon, EpochLoop):
     """Runs a DARTS CNN search; see the module docstring.
@@ -74,14 +64,12 @@ class SearchTrainer(SearchCommon, EpochLoop):
         split = int(math.floor(config.train_portion * len(order)))
         self.weight_split = order[:split]
         self.arch_split = order[split:]
-        steps = min(len(self.weight_split), len(self.arch_split)) // config.batch_size
-        if steps == 0:
-            raise UserInputError(
-                f"--batch_size={config.batch_size} is larger than the training splits "
-                f"({len(self.weight_split)} images for weights, {len(self.arch_split)} for "
-                f"alphas with --train_portion={config.train_portion})")
-        if config.max_steps_per_epoch:
-            steps = min(steps, config.max_steps_per_epoch)
+        steps = capped_steps(
+            min(len(self.weight_split), len(self.arch_split)) // config.batch_size,
+            config.max_steps_per_epoch,
+            f"--batch_size={config.batch_size} is larger than the training splits "
+            f"({len(self.weight_split)} images for weights, {len(self.arch_split)} for "
+            f"alphas with --train_portion={config.train_portion})")
         self.augment = {"on": True, "off": False}.get(config.data.augment, dataset.natural)
 
         keras.utils.set_random_seed(config.seed)
@@ -128,12 +116,8 @@ class SearchTrainer(SearchCommon, EpochLoop):
         return loss, logits
 
     def _replica_step(self, train_batch, val_batch):
-        cfg = self.config
         val_loss, arch_grads, _ = self.architect.gradients(train_batch, val_batch)
-        if cfg.arch_weight_decay:
-            arch_grads = [g + cfg.arch_weight_decay * tf.convert_to_tensor(a.value)
-                          for g, a in zip(arch_grads, self.arch_variables)]
-        apply_summed(self.arch_optimizer, arch_grads, self.arch_variables, self.replicas)
+        self._apply_arch_gradients(arch_grads)
         return {**self._weight_replica_step(train_batch), "arch_loss": val_loss}
 
     def _train_step(self, train_iterator, val_iterator):

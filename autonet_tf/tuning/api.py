@@ -117,7 +117,7 @@ def result_of(tuner) -> TuneResult:
     records = tuner.oracle.read_records()
     best_path = os.path.join(tuner.project_dir, BEST_FILE)
     best = best_value = None
-    from autonet_tf.training import run_dir
+    from autonet_tf.io import run_dir
 
     if run_dir.exists(best_path):
         data = run_dir.read_json(best_path)

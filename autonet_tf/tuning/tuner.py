@@ -64,7 +64,7 @@ from keras_tuner.src import config as _kt_config
 
 from autonet_tf.errors import UserInputError
 
-from autonet_tf.training import run_dir
+from autonet_tf.io import run_dir
 from autonet_tf.tuning.trials import TrialContext
 
 TRIALS_FILE = "trials.jsonl"

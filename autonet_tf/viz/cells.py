@@ -15,7 +15,7 @@ import shutil
 
 import pydot
 
-from autonet_tf.training.run_dir import write_bytes, write_text
+from autonet_tf.io.run_dir import write_bytes, write_text
 
 FORMATS = ("png", "svg", "pdf", "dot")
 

@@ -1,0 +1,1 @@
+"""Run-directory storage: checked creation, atomic writes, any tf.io.gfile filesystem."""
