@@ -141,15 +141,19 @@ def _import_tensorflow_quietly() -> None:
                 print(line, file=sys.stderr)
 
 
-def avoid_onednn_crash(network: str) -> None:
+def avoid_onednn_crash(network: str, image_size: int | None = None) -> None:
     """Turns TensorFlow's oneDNN CPU kernels off for the ImageNet network (before TF starts).
 
     TensorFlow 2.21's oneDNN Conv2DBackpropFilter corrupts the heap (segfault
     or "double free") on the ImageNet network for inputs of 192 pixels and
     up on AVX-512 CPUs; its plain kernels train it. GPU and TPU kernels are
-    unaffected. A TF_ENABLE_ONEDNN_OPTS the user set is kept.
+    unaffected. A TF_ENABLE_ONEDNN_OPTS the user set is kept. ``--network=auto``
+    picks the ImageNet network for inputs of 128 pixels and up, so an
+    ``--image_size`` that large counts too (without it, the image size is not
+    known before TensorFlow starts).
     """
-    if network != "imagenet" or "TF_ENABLE_ONEDNN_OPTS" in os.environ:
+    imagenet = network == "imagenet" or (network == "auto" and (image_size or 0) >= 128)
+    if not imagenet or "TF_ENABLE_ONEDNN_OPTS" in os.environ:
         return
     if "tensorflow" in sys.modules:
         return  # too late to change: TensorFlow is running already
@@ -172,7 +176,8 @@ def run(main) -> None:
             fail(f"unexpected positional arguments {argv[1:]}; all options are --flags")
         _check_path_flags()
         if "network" in flags.FLAGS:
-            avoid_onednn_crash(flags.FLAGS.network)
+            avoid_onednn_crash(flags.FLAGS.network, flags.FLAGS["image_size"].value
+                               if "image_size" in flags.FLAGS else None)
         _import_tensorflow_quietly()
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines

@@ -2,13 +2,15 @@
 
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from autonet_tf.evaluate import Evaluation, format_confusion
 from autonet_tf.io import run_dir
-from conftest import run_bin
+from conftest import ROOT, run_bin
 
 
 @pytest.mark.parametrize("script, expected", [
@@ -59,3 +61,19 @@ def test_installed_console_programs_run_without_the_checkout(tmp_path, name, fla
                           timeout=300, env=dict(os.environ, PYTHONPATH=""))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"  {flag}\n" in proc.stdout
+
+
+@pytest.mark.parametrize("network, image_size, turned_off", [
+    ("imagenet", None, True), ("auto", 224, True), ("auto", 128, True), ("auto", 64, False),
+    ("auto", None, False), ("cifar", 224, False)])
+def test_onednn_is_turned_off_only_where_the_imagenet_network_trains(network, image_size,
+                                                                     turned_off):
+    code = ("import os, autonet_tf.cli as c; os.environ.pop('TF_ENABLE_ONEDNN_OPTS', None); "
+            f"c.avoid_onednn_crash({network!r}, {image_size!r}); "
+            "print('OFF' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'ON')")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == ("OFF" if turned_off else "ON")
+    assert ("oneDNN CPU kernels off" in proc.stdout) == turned_off
