@@ -93,7 +93,7 @@ def dataset_stem() -> str:
 
 
 RUNTIME = ("strategy", "num_devices", "tpu", "jit_compile", "max_steps_per_epoch",
-           "checkpoint_every", "progress", "mixed_precision")
+           "checkpoint_every", "progress", "mixed_precision", "steps_per_loop")
 
 
 @_grouped("Devices and strategy")
@@ -114,6 +114,8 @@ def define_runtime_flags(checkpoint_every: int = 200) -> None:
     flags.DEFINE_integer("max_steps_per_epoch", None, "Cap on steps per epoch (quick runs).")
     flags.DEFINE_integer("checkpoint_every", checkpoint_every, "Steps between checkpoints.")
     flags.DEFINE_bool("progress", True, "Show a progress bar per epoch.")
+    flags.DEFINE_integer("steps_per_loop", 1, "Training steps per tf.function call (an "
+                         "in-graph loop; metrics reach the host once per call). CNN only.")
 
 
 @_grouped("Config file")

@@ -91,6 +91,10 @@ class RuntimeConfig:
     log_every: int = 10  # steps between TensorBoard scalar writes
     progress: bool = True
     mixed_precision: str = "off"  # 'mixed_float16' or 'mixed_bfloat16': 16-bit compute
+    # Training steps per tf.function call (an in-graph loop; the host reads
+    # the metrics once per call). Image trainers only: the recurrent ones
+    # choose each window's length on the host.
+    steps_per_loop: int = 1
 
 
 def _validate_runtime(config) -> None:
@@ -103,6 +107,7 @@ def _validate_runtime(config) -> None:
         _positive("num_devices", config.num_devices)
     if config.max_steps_per_epoch is not None:
         _positive("max_steps_per_epoch", config.max_steps_per_epoch)
+    _positive("steps_per_loop", config.steps_per_loop)
     _check(isinstance(config.seed, int) and config.seed >= 0, "seed", config.seed,
            "an integer >= 0")
 

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from autonet_tf.data import text
+from autonet_tf.errors import UserInputError
 from autonet_tf.training.loop import EpochLoop, capped_steps
 
 
@@ -66,6 +67,10 @@ class LanguageModelLoop(EpochLoop):
 
     def _init_corpus(self, corpus: text.Corpus, config) -> int:
         """Batchifies the splits; returns the training steps per epoch."""
+        if config.steps_per_loop != 1:
+            raise UserInputError(
+                f"--steps_per_loop={config.steps_per_loop} does not apply to --model=rnn: the "
+                f"recurrent trainers choose each window's length on the host, one step a call")
         self.corpus = corpus
         self.train_rows = text.batchify(corpus.train, config.batch_size, "training split")
         self.eval_rows = {

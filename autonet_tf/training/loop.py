@@ -105,10 +105,13 @@ class EpochLoop:
                 f"{self.replicas} replicas of --strategy={strategy_name}")
 
     def _init_loop(self, model_dir: str, epochs: int, steps_per_epoch: int, seed: int,
-                   checkpoint_every: int, log_every: int, progress: bool, **trackables):
+                   checkpoint_every: int, log_every: int, progress: bool,
+                   steps_per_loop: int = 1, **trackables):
         self.model_dir = model_dir
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
+        self.steps_per_loop = steps_per_loop
+        self._looped = {}
         self.seed = seed
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
@@ -333,37 +336,43 @@ class EpochLoop:
                     bar.update(skip)
             sums = dict.fromkeys(averaged + ("correct",), 0.0)
             started = time.time()
-            for step in range(skip, self.steps_per_epoch):
+            step = skip
+            while step < self.steps_per_epoch:
+                n = self._steps_in_call(step)
                 if self.preemption is not None:
                     # Checked before the step, so a saved (epoch, step) always
                     # means "step not run yet", as for the periodic saves.
                     self.preemption.save_checkpoint_if_preempted(
                         checkpoint_number=self._position(epoch, step))
-                new = first_step or self.next_step_is_new()
+                new = first_step or self._next_call_is_new()
                 with progress.note("  building the step graph (once; minutes for large "
                                    "networks on a CPU)",
                                    enabled=new and self.chief and self.progress):
-                    out = {k: float(v) for k, v in self.train_step(*iterators).items()}
+                    out = {k: float(v) for k, v in self._run_steps(n, iterators, sums).items()}
                 first_step = False
                 bad = [k for k in averaged if k.endswith("loss") and not math.isfinite(out[k])]
                 if bad:
+                    where = f"step {step + 1}" if n == 1 else f"steps {step + 1}-{step + n}"
                     raise TrainingDiverged(
-                        f"{bad[0]} became {out[bad[0]]} at epoch {epoch + 1} step {step + 1}; "
+                        f"{bad[0]} became {out[bad[0]]} at epoch {epoch + 1} {where}; "
                         f"stopped, the last good checkpoint "
                         f"{self.manager.latest_checkpoint} was kept")
                 for k in sums:
                     sums[k] += out.get(k, 0.0)
-                done = step + 1 - skip
-                global_step = epoch * self.steps_per_epoch + step + 1
+                step += n
+                done = step - skip
+                global_step = epoch * self.steps_per_epoch + step
                 if bar is not None:
-                    bar.update(step + 1, [("loss", sums["loss"] / done),
-                                          (short, self._metric_value(
-                                              sums["loss"] / done, sums["correct"], done))]
+                    bar.update(step, [("loss", sums["loss"] / done),
+                                      (short, self._metric_value(
+                                          sums["loss"] / done, sums["correct"], done))]
                                + [(k, sums[k] / done) for k in self.extra_metrics])
-                if self.chief and global_step % self.log_every == 0:
-                    self._log_step(out, global_step)
-                if step + 1 < self.steps_per_epoch and (step + 1) % self.checkpoint_every == 0:
-                    self._save(epoch, step + 1)
+                # one scalar per log_every steps: a call of n steps logs its mean
+                logs = global_step // self.log_every > (global_step - n) // self.log_every
+                if self.chief and logs:
+                    self._log_step({k: v / n for k, v in out.items()}, global_step)
+                if step < self.steps_per_epoch and step % self.checkpoint_every == 0:
+                    self._save(epoch, step)
             done = max(self.steps_per_epoch - skip, 1)
             record = {"epoch": epoch + 1, "train_loss": sums["loss"] / done,
                       f"train_{self.metric}": self._metric_value(
@@ -397,6 +406,47 @@ class EpochLoop:
             self.preemption = None
         self.history = history
         return history
+
+    # ------------------------------------------------------------ step calls
+    def _steps_in_call(self, step: int) -> int:
+        """Steps the next call runs: up to ``steps_per_loop``, never past the
+        epoch's end or the next mid-epoch checkpoint."""
+        to_checkpoint = self.checkpoint_every - step % self.checkpoint_every
+        return max(1, min(self.steps_per_loop, self.steps_per_epoch - step, to_checkpoint))
+
+    def loop_key(self):
+        """What selects the traced step (a trainer whose step changes says so)."""
+        return None
+
+    def _looped_steps(self, keys: tuple):
+        """The ``tf.function(n, *iterators)`` that runs ``train_step`` ``n`` times
+        in one ``tf.while_loop`` and returns the summed metrics ``keys``."""
+        key = self.loop_key()
+        fn = self._looped.get(key)
+        if fn is None:
+            def steps(n, *iterators):
+                def body(i, sums):
+                    out = self.train_step(*iterators)
+                    return i + 1, {k: sums[k] + tf.cast(out[k], tf.float32) if k in out
+                                   else sums[k] for k in sums}
+
+                zeros = {k: tf.zeros((), tf.float32) for k in keys}
+                return tf.while_loop(lambda i, _: i < n, body, (tf.constant(0), zeros))[1]
+
+            fn = self._looped[key] = tf.function(steps, autograph=False)
+        return fn
+
+    def _run_steps(self, n: int, iterators, sums: dict) -> dict:
+        """Summed metrics of ``n`` steps: one ``train_step`` call, or the in-graph loop."""
+        if self.steps_per_loop == 1:
+            return self.train_step(*iterators)
+        return self._looped_steps(tuple(sums))(tf.constant(n), *iterators)
+
+    def _next_call_is_new(self) -> bool:
+        if self.steps_per_loop == 1:
+            return self.next_step_is_new()
+        fn = self._looped.get(self.loop_key())
+        return fn is None or fn.experimental_get_tracing_count() == 0
 
     # ------------------------------------------------------------------ hooks
     def begin_epoch(self, epoch: int) -> dict:

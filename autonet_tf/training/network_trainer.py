@@ -75,7 +75,7 @@ class NetworkTrainer(EpochLoop):
         self.parameters = self.model.count_parameters()
         self._init_loop(config.model_dir, config.epochs, steps, config.seed,
                         config.checkpoint_every, config.log_every, config.progress,
-                        model=self.model, optimizer=self.optimizer)
+                        config.steps_per_loop, model=self.model, optimizer=self.optimizer)
         self.train_step = tf.function(self._train_step, autograph=False,
                                       jit_compile=config.jit_compile and not self.model.sync_bn)
         self.eval_step = self.make_eval_step(self.model)

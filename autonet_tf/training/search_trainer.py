@@ -97,7 +97,8 @@ class SearchTrainer(SearchCommon, EpochLoop):
                                    loss_scale=self._arch_loss_scale, hessian=config.hessian)
         self._init_loop(config.model_dir, config.epochs, steps, config.seed,
                         config.checkpoint_every, config.log_every, config.progress,
-                        model=self.model, weight_optimizer=self.weight_optimizer,
+                        config.steps_per_loop, model=self.model,
+                        weight_optimizer=self.weight_optimizer,
                         arch_optimizer=self.arch_optimizer)
         self._full_step = tf.function(self._train_step, autograph=False)
         self._weight_step = tf.function(self._train_weights_step, autograph=False)
@@ -156,6 +157,9 @@ class SearchTrainer(SearchCommon, EpochLoop):
 
     def next_step_is_new(self) -> bool:
         return self._current_step().experimental_get_tracing_count() == 0
+
+    def loop_key(self):
+        return self.warming_up  # the warm-up step (weights only) is another graph
 
     # ------------------------------------------------------------------- data
     def _batches(self, indices, epoch, skip=0, shuffle=True, drop_remainder=True, salt=0):
