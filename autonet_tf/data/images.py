@@ -27,6 +27,7 @@ import zipfile
 
 import numpy as np
 
+from autonet_tf import progress
 from autonet_tf.configs import DataConfig
 from autonet_tf.errors import UserInputError
 
@@ -192,7 +193,7 @@ def _tfds(name: str, data_dir: str | None, download: bool = True) -> ImageDatase
             raise UserInputError(f"--dataset={name}: not prepared in {where}, and downloading "
                                  f"it failed (cannot reach {host}: {problem}); {hint}") from None
         absl_logging.set_verbosity(verbosity)
-        print(f"Downloading and preparing {name} into {where} (once) ...", flush=True)
+        progress.say(f"Downloading and preparing {name} into {where} (once) ...")
         splits, info = tfds.load(name, split=["train", "test"], data_dir=data_dir,
                                  download=True, as_supervised=True, with_info=True)
     finally:

@@ -109,7 +109,7 @@ def run(task: Task, strategy: tf.distribute.Strategy | None = None):
         for name, value in task.start_files().items():
             run_dir.write_json(os.path.join(d, name), value)
         for line in task.describe(trainer):
-            print(line, flush=True)
+            progress.say(line)
     outcome = task.execute(trainer)
     return task.finish(trainer, data, outcome, chief)
 
@@ -146,6 +146,6 @@ def check_resumable(model_dir: str, new: dict, structural, kind: str) -> None:
 def keep_export(trainer, export_dir: str) -> bool:
     """A rerun of a finished run keeps the export it already wrote."""
     if getattr(trainer, "already_complete", False) and run_dir.isdir(export_dir):
-        print(f"Export kept: {export_dir} (delete it to export again)", flush=True)
+        progress.say(f"Export kept: {export_dir} (delete it to export again)")
         return True
     return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from autonet_tf import progress
 from autonet_tf.io import run_dir
 from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype
@@ -37,6 +38,6 @@ class SearchTask(Task):
             run_dir.write_json(os.path.join(d, "alphas.json"), trainer.softmax_alphas())
             pictures, warnings = plot_genotype(genotype, os.path.join(d, "genotype"))
             for warning in warnings:
-                print(f"warning: {warning}", flush=True)
+                progress.say(f"warning: {warning}")
         return SearchResult(genotype, self.config.model_dir, pictures, warnings,
                             getattr(trainer, "history", []))

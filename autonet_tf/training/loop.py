@@ -307,15 +307,15 @@ class EpochLoop:
         self.already_complete = start_epoch >= self.epochs
         if self.already_complete:
             if self.chief:
-                print(f"Already complete: the {self.epochs} epochs of {self.model_dir} are "
-                      f"done (ask for more --epochs, or use a new --model_dir, to train more)",
-                      flush=True)
+                progress.say(f"Already complete: the {self.epochs} epochs of {self.model_dir} "
+                             f"are done (ask for more --epochs, or use a new --model_dir, to "
+                             f"train more)")
         elif (start_epoch, start_step) != (0, 0):
             log.info("Resuming from epoch %d, step %d (%s)", start_epoch, start_step,
                      self.manager.latest_checkpoint)
             if self.chief:
-                print(f"Resuming from checkpoint: epoch {start_epoch + 1}, step {start_step}",
-                      flush=True)
+                progress.say(f"Resuming from checkpoint: epoch {start_epoch + 1}, "
+                             f"step {start_step}")
         history = self._read_history(start_epoch) if self.chief else []
         self.history = history  # the records so far, also while the epochs run
         self.stop_requested = False
@@ -329,7 +329,7 @@ class EpochLoop:
             bar = None
             if self.progress and self.chief:
                 shown = ", ".join(f"{k} {v:.5g}" for k, v in settings.items())
-                print(f"Epoch {epoch + 1}/{self.epochs} ({shown})", flush=True)
+                progress.say(f"Epoch {epoch + 1}/{self.epochs} ({shown})")
                 bar = keras.utils.Progbar(self.steps_per_epoch,
                                           stateful_metrics=(short,) + averaged)
                 if skip:
@@ -394,7 +394,7 @@ class EpochLoop:
                 self.flush_writers()
                 self._write_history(record, history)
                 self.write_epoch_outputs(epoch + 1, record)
-                print(f"  {self.describe_epoch(record)}", flush=True)
+                progress.say(f"  {self.describe_epoch(record)}")
             if self.stop_requested:  # e.g. the collapse guard: the run is complete here
                 self._save(self.epochs, 0)
                 break

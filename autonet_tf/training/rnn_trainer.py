@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from autonet_tf import progress
 from autonet_tf.configs import RNNTrainConfig
 from autonet_tf.data import text
 from autonet_tf.models.rnn import RNNLanguageModel
@@ -163,8 +164,7 @@ class RNNTrainer(LanguageModelLoop):
             self.asgd.assign(1)
             self.average_count.assign(0)
             if self.chief:
-                print("  switching to averaged SGD (validation loss stopped improving)",
-                      flush=True)
+                progress.say("  switching to averaged SGD (validation loss stopped improving)")
         return {"val_loss": val["loss"], "val_perplexity": val["perplexity"],
                 "averaged_sgd": bool(averaging or switched)}
 

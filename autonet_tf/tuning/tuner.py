@@ -62,6 +62,7 @@ from keras_tuner.engine import trial as trial_module
 #   hang after the last trial.
 from keras_tuner.src import config as _kt_config
 
+from autonet_tf import progress
 from autonet_tf.errors import UserInputError
 
 from autonet_tf.io import run_dir
@@ -122,16 +123,16 @@ class RecordingMixin:
         if not final and self.verbose_records:
             shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
                              if isinstance(v, (int, float)))
-            print(f"[trial {trial_id}] epoch {step}: {shown}", flush=True)
+            progress.say(f"[trial {trial_id}] epoch {step}: {shown}")
         if not final and self.median_stopping:
             median = self._median_at(step)
             value = metrics.get(self.objective.name)
             if median is not None and value is not None and (
                     value > median if self.objective.direction == "min" else value < median):
                 if self.verbose_records:
-                    print(f"[trial {trial_id}] stopped early at epoch {step}: "
-                          f"{self.objective.name}={value:.4g} is worse than the median "
-                          f"{median:.4g} of earlier trials at that epoch", flush=True)
+                    progress.say(f"[trial {trial_id}] stopped early at epoch {step}: "
+                                 f"{self.objective.name}={value:.4g} is worse than the median "
+                                 f"{median:.4g} of earlier trials at that epoch")
                 # The tuner reads the status of what this returns (also over gRPC).
                 result = copy.copy(result)
                 result.status = trial_module.TrialStatus.STOPPED
@@ -218,8 +219,8 @@ class RecordingMixin:
                   else f"{self.objective.name}={record['objective']:.5g}"
                   + (f" (stopped at epoch {stopped})" if stopped else ""))
         if self.verbose_records:
-            print(f"[trial {trial.trial_id}] {status} in {record['seconds']:.1f} s "
-                  f"{record['hyperparameters']}" + (f": {error}" if error else ""), flush=True)
+            progress.say(f"[trial {trial.trial_id}] {status} in {record['seconds']:.1f} s "
+                         f"{record['hyperparameters']}" + (f": {error}" if error else ""))
         self._check_shared_failure(trial)
         if self.summaries:
             write_summaries(self, records)
