@@ -108,6 +108,7 @@ def test_finite_difference_hvp_matches_nested_tapes(float64):
     assert _hvp_errors("finite_difference", epsilon=1e-4) < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trace_sharing", ["inline", "call"])
 def test_exact_hvp_matches_nested_tapes(float64, trace_sharing):
     assert _hvp_errors("exact", trace_sharing=trace_sharing) < 1e-6

@@ -19,6 +19,7 @@ from conftest import ROOT, run_bin
     ("train.py", ["--epochs", "--dataset", "--batch_size", "--genotype", "--strategy",
                   "--drop_path_prob"]),
 ])
+@pytest.mark.process
 def test_help_lists_every_flag_in_groups_and_exits_0(script, expected):
     proc = run_bin(script, "--help", timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -50,6 +51,7 @@ def test_result_files_are_readable_by_others(tmp_path):
 @pytest.mark.parametrize("name, flag", [("search", "--train_epochs"), ("train", "--epochs"),
                                         ("evaluate", "--saved_model"), ("tune", "--oracle"),
                                         ("visualize", "--genotype")])
+@pytest.mark.process
 def test_installed_console_programs_run_without_the_checkout(tmp_path, name, flag):
     """`pip install .` (bin/install.sh) provides autonet-<name>, runnable from anywhere."""
     import shutil
@@ -66,6 +68,7 @@ def test_installed_console_programs_run_without_the_checkout(tmp_path, name, fla
 @pytest.mark.parametrize("network, image_size, turned_off", [
     ("imagenet", None, True), ("auto", 224, True), ("auto", 128, True), ("auto", 64, False),
     ("auto", None, False), ("cifar", 224, False)])
+@pytest.mark.process
 def test_onednn_is_turned_off_only_where_the_imagenet_network_trains(network, image_size,
                                                                      turned_off):
     code = ("import os, autonet_tf.cli as c; os.environ.pop('TF_ENABLE_ONEDNN_OPTS', None); "

@@ -33,6 +33,7 @@ def test_arch_and_weight_variables_partition_the_trainable_variables():
     assert len(gammas) == 1
 
 
+@pytest.mark.slow
 def test_parameter_count_matches_reference_search_network():
     # The reference train_search.py logs "param size = 1.930618MB" for the
     # CIFAR-10 supernet (C=16, 8 cells, alphas excluded).

@@ -78,6 +78,7 @@ def test_mirrored_recurrent_search_second_order(tmp_path, mirrored_strategy):
     assert np.isfinite(trainer.validate(0)["val_loss"])
 
 
+@pytest.mark.process
 def test_strategy_bad_input(tmp_path):
     with pytest.raises(UserInputError, match="only 2 device"):
         create_strategy("mirrored", num_devices=3)

@@ -40,6 +40,7 @@ def test_export_layout_and_metadata(trained):
     assert not [f for f in os.listdir(trained.model_dir) if f.startswith(".export_")]
 
 
+@pytest.mark.process
 def test_saved_model_in_a_fresh_process_matches_the_in_memory_model(trained, tmp_path):
     data = trained.trainer.dataset
     images = data.x_test[:16]

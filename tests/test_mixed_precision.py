@@ -62,6 +62,7 @@ def _check_dynamic_loss_scale(trainer):
     assert max(moved) > 0 and all(np.isfinite(moved))
 
 
+@pytest.mark.slow
 def test_cnn_search_under_mixed_bfloat16(tmp_path):
     # (Second order and float16 run too; checked by hand, left out for suite time.)
     config = SearchConfig(model_dir=str(tmp_path), epochs=1, batch_size=16, layers=2,

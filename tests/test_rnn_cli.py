@@ -114,6 +114,7 @@ def test_killed_rnn_training_resumes_and_finishes(tmp_path):
     assert os.path.exists(os.path.join(d, "export", "saved_model", "saved_model.pb"))
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("case", ["missing_split", "binary", "genotype", "cnn_flag", "emsize"])
 def test_rnn_bad_input_gives_one_line_and_exit_2(tmp_path, case):
     corpus = text.write_synthetic_corpus(str(tmp_path / "c"), (30, 10, 10))

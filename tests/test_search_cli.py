@@ -106,6 +106,7 @@ def test_killed_search_resumes_from_its_checkpoint(tmp_path):
     assert "I0000" not in again.stderr and "cuInit" not in again.stderr  # start-up noise
 
 
+@pytest.mark.slow
 def test_search_on_tfds_mock_cifar10(tmp_path):
     d = str(tmp_path / "run")
     proc = run_bin_with_mock_tfds("search.py", "--dataset=cifar10", f"--model_dir={d}",
@@ -153,6 +154,7 @@ def _npz(path, **overrides):
     (lambda t: [f"--dataset={_npz(t / 'l.npz', train_labels=np.zeros((3, 2)))}"], ["train_labels has shape"]),
     (lambda t: ["--model_dir="], ["--model_dir is empty"]),
 ])
+@pytest.mark.process
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, fragments):
     d = tmp_path / "run"
     proc = run_bin("search.py", f"--model_dir={d}", *make_args(tmp_path))
@@ -177,6 +179,7 @@ def test_multi_worker_without_tf_config_is_refused(monkeypatch):
         create_strategy("multi_worker")
 
 
+@pytest.mark.process
 def test_unwritable_model_dir_and_bad_image_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -53,6 +53,7 @@ def test_alphas_stay_put_during_the_warm_up_and_move_after_it(tmp_path):
     assert history[1]["alpha_entropy_normal"] < history[0]["alpha_entropy_normal"]
 
 
+@pytest.mark.slow
 def test_max_skip_caps_every_genotype_the_search_writes(tmp_path):
     config = SearchConfig(model_dir=str(tmp_path), epochs=1, batch_size=16, layers=2,
                           init_channels=4, steps=2, multiplier=2, max_steps_per_epoch=1,
@@ -87,6 +88,7 @@ def _tiny_search(tmp_path, **overrides):
     return SearchConfig(**settings)
 
 
+@pytest.mark.slow
 def test_alpha_hessian_vector_product_matches_double_backprop(tmp_path):
     trainer = SearchTrainer(_tiny_search(tmp_path), images.load(SearchConfig().data, 1))
     batch = next(iter(trainer._batches(trainer.arch_split, 0, shuffle=False)))
@@ -106,6 +108,7 @@ def test_alpha_hessian_vector_product_matches_double_backprop(tmp_path):
     assert np.linalg.norm(flat[0] - flat[1]) / np.linalg.norm(flat[1]) < 1e-4
 
 
+@pytest.mark.slow
 def test_collapse_guard_records_its_signals_and_stops_keeping_the_last_healthy_genotype(
         tmp_path):
     # A cap of 0 skip connections stands in for a collapse: the guard acts at
@@ -142,6 +145,7 @@ def test_collapse_guard_records_its_signals_and_stops_keeping_the_last_healthy_g
     assert again.already_complete
 
 
+@pytest.mark.slow
 def test_collapse_guard_acts_on_eigenvalue_growth_and_is_off_for_the_reference(tmp_path):
     from autonet_tf.training.collapse_guard import CollapseGuard
 

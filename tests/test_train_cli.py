@@ -56,6 +56,7 @@ def test_killed_training_resumes_then_evaluates_in_a_fresh_process(tmp_path):
     assert os.path.getsize(os.path.join(out, "confusion_matrix.png")) > 0
 
 
+@pytest.mark.slow
 def test_train_on_tfds_mock_cifar10_with_cutout(tmp_path):
     d = str(tmp_path / "run")
     proc = run_bin_with_mock_tfds("train.py", "--genotype=DARTS_V2", "--dataset=cifar10",
@@ -68,6 +69,7 @@ def test_train_on_tfds_mock_cifar10_with_cutout(tmp_path):
     assert json.load(open(os.path.join(d, "result.json")))["network"] == "cifar"
 
 
+@pytest.mark.process
 def test_visualize_writes_both_cells(tmp_path):
     proc = run_bin("visualize.py", "--genotype=DARTS_V2", f"--output={tmp_path}/v2.svg")
     assert proc.returncode == 0, proc.stderr
@@ -113,6 +115,7 @@ def _tiny_npz(path, size):
     ("visualize.py", lambda t: ["--genotype=DARTS_V2", "--output=cells.gif"], ["--output='cells.gif'"]),
     ("visualize.py", lambda t: ["--genotype=NOPE"], ["neither a file, a published name"]),
 ])
+@pytest.mark.process
 def test_bad_input_is_one_line_and_exit_2(tmp_path, script, make_args, fragments):
     d = tmp_path / "run"
     run_dir = [f"--model_dir={d}"] if script == "train.py" else []

@@ -190,6 +190,7 @@ def _best_of(direction_values, trials, seed, **settings):
     return min(r["objective"] for r in result.records)
 
 
+@pytest.mark.slow
 def test_the_model_ranks_candidates_and_refines_a_minimum_the_box_alone_does_not(tmp_path):
     seeds = range(3)
     guided = [_best_of(tmp_path, 20, s) for s in seeds]
@@ -332,6 +333,7 @@ def test_chief_and_two_workers_finish_the_budget_once_each(tmp_path):
     (["--strategy=mirrored", "--num_devices=0"], "--num_devices=0 is invalid"),
     (["--space=darts_search", "--trial=train_genotype"], "not settings of TrainConfig"),
 ])
+@pytest.mark.process
 def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
     proc = run_bin("tune.py", f"--directory={tmp_path / 'run'}", *args)
     assert_one_line_error(proc, fragment)
@@ -460,6 +462,7 @@ def test_median_stopping_stops_a_trial_behind_the_median_and_records_it(tmp_path
     assert result.best_objective == pytest.approx(0.25)  # trial 0 at epoch 4
 
 
+@pytest.mark.slow
 def test_hyperband_gives_trials_epoch_budgets_that_they_train(tmp_path):
     result = tune("mlp", load_space(builtin_space_path("iris_mlp")), oracle="hyperband",
                   max_trials=6, epochs_per_trial=3, directory=str(tmp_path))
