@@ -1,10 +1,13 @@
 """The epoch loop shared by every trainer (search and network training).
 
-:class:`EpochLoop` owns what does not depend on the model: the strategy,
-deterministic distributed batches, one ``tf.train.Checkpoint`` with a
-``CheckpointManager`` (mid-epoch checkpoints, resume after any kill),
-TensorBoard writers, ``history.jsonl``, a Keras progress bar per epoch and
-the stop on a non-finite loss. A trainer subclass supplies
+:class:`EpochLoop` owns what does not depend on the model or the data: the
+strategy, one ``tf.train.Checkpoint`` with a ``CheckpointManager``
+(mid-epoch checkpoints, resume after any kill), TensorBoard writers,
+``history.jsonl``, a Keras progress bar per epoch, the in-graph loop of
+``steps_per_loop`` steps and the stop on a non-finite loss. Image batches
+come from :class:`~autonet_tf.training.image_loop.ImageLoop`, corpus windows
+from :class:`~autonet_tf.training.lm_loop.LanguageModelLoop`. A trainer
+subclass supplies
 
 * ``epoch_iterators(epoch, skip)``: the iterators ``train_step`` takes;
 * ``train_step(*iterators)``: returns summed metrics, at least ``loss``
@@ -31,7 +34,6 @@ import keras
 import tensorflow as tf
 
 from autonet_tf import progress
-from autonet_tf.data import pipeline
 from autonet_tf.distribute.strategy import is_chief
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
 from autonet_tf.io import run_dir
@@ -162,54 +164,10 @@ class EpochLoop:
             resolver, self.manager,
             termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=preempted))
 
-    # ------------------------------------------------------------------- data
-    def distributed_batches(self, x, y, epoch: int, *, skip: int = 0, shuffle: bool = True,
-                            drop_remainder: bool = True, salt: int = 0,
-                            augment: bool = False, cutout_length: int = 0, mean, std,
-                            shape=None, recipe: str = "cifar"):
-        """A distributed ``tf.data`` epoch, deterministic in (seed, salt, epoch).
-
-        ``x`` holds images, or file paths that the pipeline reads and decodes
-        to ``shape`` (streamed image folders).
-        """
-        ds = pipeline.image_batches(
-            x, y, self.batch_size, mean=mean, std=std, seed=self.seed * 1000 + salt,
-            epoch=epoch, shuffle=shuffle, augment=augment and shuffle,
-            cutout_length=cutout_length if shuffle else 0, skip_batches=skip,
-            drop_remainder=drop_remainder, shape=shape, recipe=recipe)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = \
-            tf.data.experimental.AutoShardPolicy.DATA
-        return self.strategy.experimental_distribute_dataset(ds.with_options(options))
-
+    # ------------------------------------------------------------ reductions
     def reduce_sum(self, outputs: dict) -> dict:
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for k, v in outputs.items()}
-
-    def make_eval_step(self, model):
-        """A ``tf.function(iterator)`` summing loss, correct and count of one batch."""
-        def replica(x, y):
-            logits = model(x, training=False)
-            return {"loss": tf.reduce_sum(sparse_ce(y, logits)),
-                    "correct": count_correct(y, logits),
-                    "count": tf.cast(tf.size(y), tf.float32)}
-
-        def step(iterator):
-            return self.reduce_sum(self.strategy.run(replica, args=next(iterator)))
-
-        return tf.function(step, autograph=False)
-
-    def evaluate_batches(self, eval_step, make_dataset, count: int) -> dict:
-        """Mean loss and accuracy of ``eval_step`` over ``count`` examples."""
-        totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-        iterator = iter(make_dataset())
-        # The iterator (not its batches) is the tf.function argument, so the
-        # last partial batch does not trigger a second trace.
-        for _ in range(math.ceil(count / self.batch_size)):
-            for k, v in eval_step(iterator).items():
-                totals[k] += float(v)
-        n = max(totals["count"], 1.0)
-        return {"loss": totals["loss"] / n, "accuracy": totals["correct"] / n}
 
     # ---------------------------------------------------------------- outputs
     def writer(self, name: str):

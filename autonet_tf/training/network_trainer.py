@@ -21,7 +21,8 @@ from autonet_tf.errors import UserInputError
 from autonet_tf.models.cnn_eval import build_network
 from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.distribute.reduce import all_reduce_sum
-from autonet_tf.training.loop import (EpochLoop, apply_summed, capped_steps, count_correct,
+from autonet_tf.training.image_loop import ImageLoop
+from autonet_tf.training.loop import (apply_summed, capped_steps, count_correct,
                                      smoothed_ce)
 from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
 from autonet_tf.training import precision
@@ -44,7 +45,7 @@ def network_kind(config: TrainConfig, input_shape) -> str:
     return kind
 
 
-class NetworkTrainer(EpochLoop):
+class NetworkTrainer(ImageLoop):
     """Trains ``genotype``'s network on ``dataset``; see the module docstring."""
 
     def __init__(self, config: TrainConfig, genotype: Genotype, dataset: ImageDataset,

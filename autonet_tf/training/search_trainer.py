@@ -34,7 +34,8 @@ from autonet_tf.models.cnn_search import SearchNetwork
 from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.training.architect import Architect, StatelessGradients
 from autonet_tf.training.collapse_guard import CollapseGuard, cell_counts, largest_eigenvalue
-from autonet_tf.training.loop import (EpochLoop, apply_summed, capped_steps, count_correct,
+from autonet_tf.training.image_loop import ImageLoop
+from autonet_tf.training.loop import (apply_summed, capped_steps, count_correct,
                                      sparse_ce)
 from autonet_tf.training.optimizers import cosine_learning_rate
 from autonet_tf.training import precision
@@ -43,7 +44,7 @@ from autonet_tf.training.search_common import SearchCommon
 
 log = logging.getLogger("autonet_tf")
 
-class SearchTrainer(SearchCommon, EpochLoop):
+class SearchTrainer(SearchCommon, ImageLoop):
     """Runs a DARTS CNN search; see the module docstring.
 
     Args:

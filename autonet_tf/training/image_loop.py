@@ -1,0 +1,65 @@
+"""What the image trainers (CNN search, network training) share besides the epoch loop.
+
+:class:`ImageLoop` adds to :class:`~autonet_tf.training.loop.EpochLoop`
+the deterministic distributed image batches (in memory or streamed from
+files) and the inference pass that sums loss and correct predictions; the
+recurrent trainers have :class:`~autonet_tf.training.lm_loop.LanguageModelLoop`
+instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+from autonet_tf.data import pipeline
+from autonet_tf.training.loop import EpochLoop, count_correct, sparse_ce
+
+
+class ImageLoop(EpochLoop):
+    """The epoch loop of a trainer on images (metric: accuracy)."""
+
+    def distributed_batches(self, x, y, epoch: int, *, skip: int = 0, shuffle: bool = True,
+                            drop_remainder: bool = True, salt: int = 0,
+                            augment: bool = False, cutout_length: int = 0, mean, std,
+                            shape=None, recipe: str = "cifar"):
+        """A distributed ``tf.data`` epoch, deterministic in (seed, salt, epoch).
+
+        ``x`` holds images, or file paths that the pipeline reads and decodes
+        to ``shape`` (streamed image folders).
+        """
+        ds = pipeline.image_batches(
+            x, y, self.batch_size, mean=mean, std=std, seed=self.seed * 1000 + salt,
+            epoch=epoch, shuffle=shuffle, augment=augment and shuffle,
+            cutout_length=cutout_length if shuffle else 0, skip_batches=skip,
+            drop_remainder=drop_remainder, shape=shape, recipe=recipe)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(ds.with_options(options))
+
+    def make_eval_step(self, model):
+        """A ``tf.function(iterator)`` summing loss, correct and count of one batch."""
+        def replica(x, y):
+            logits = model(x, training=False)
+            return {"loss": tf.reduce_sum(sparse_ce(y, logits)),
+                    "correct": count_correct(y, logits),
+                    "count": tf.cast(tf.size(y), tf.float32)}
+
+        def step(iterator):
+            return self.reduce_sum(self.strategy.run(replica, args=next(iterator)))
+
+        return tf.function(step, autograph=False)
+
+    def evaluate_batches(self, eval_step, make_dataset, count: int) -> dict:
+        """Mean loss and accuracy of ``eval_step`` over ``count`` examples."""
+        totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+        iterator = iter(make_dataset())
+        # The iterator (not its batches) is the tf.function argument, so the
+        # last partial batch does not trigger a second trace.
+        for _ in range(math.ceil(count / self.batch_size)):
+            for k, v in eval_step(iterator).items():
+                totals[k] += float(v)
+        n = max(totals["count"], 1.0)
+        return {"loss": totals["loss"] / n, "accuracy": totals["correct"] / n}
