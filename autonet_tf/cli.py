@@ -188,7 +188,12 @@ def run(main) -> None:
         except TrainingDiverged as e:
             fail(str(e), EXIT_DIVERGED)
         except Preempted as e:
-            fail(str(e), EXIT_PREEMPTED)
+            # The checkpoint is saved. Tearing down a cluster that lost a
+            # worker makes TensorFlow's gRPC threads log connection errors
+            # after this line (or hang): end the process here instead.
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(EXIT_PREEMPTED)
         except KeyboardInterrupt:
             fail("interrupted; rerun the same command to resume from the last checkpoint", 130)
 

@@ -155,6 +155,8 @@ class EpochLoop:
             return None
 
         def preempted():
+            if self._writers is not None:
+                self.flush_writers()  # the process ends without tearing TensorFlow down
             raise Preempted(
                 f"preempted (termination notice on a worker); every worker saved "
                 f"{self.manager.latest_checkpoint}; rerun the same command on every "
