@@ -7,6 +7,7 @@ Flags a program does not define are never read.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from absl import flags
@@ -16,6 +17,29 @@ from autonet_tf.configs import STRATEGIES, DataConfig, TrainConfig
 from autonet_tf.errors import UserInputError
 
 FLAGS = flags.FLAGS
+
+
+# flag name -> the one --model it applies to ('cnn' or 'rnn'); flags not
+# here apply to both
+_MODEL_OF: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def only_for(model: str):
+    """The flags defined inside the block apply to ``--model=<model>`` alone;
+    :func:`reject_other_models` refuses them under the other model."""
+    before = set(FLAGS)
+    yield
+    for name in FLAGS:
+        if name not in before and len(name) > 1:  # not the one-letter aliases
+            _MODEL_OF.setdefault(name, model)
+
+
+def reject_other_models(model: str) -> None:
+    """Fails (one line) when the user set a flag that ``--model=<model>`` does not use."""
+    for name, owner in _MODEL_OF.items():
+        if owner != model and name in FLAGS and FLAGS[name].present:
+            raise UserInputError(f"--{name} does not apply to --model={model}")
 
 
 def _grouped(title: str):
@@ -72,9 +96,10 @@ def define_data_flags() -> None:
                         "--dataset=ptb the Penn Treebank folder.")
     flags.DEFINE_bool("download", True, "Download and prepare a tfds dataset that is not in "
                       "--data_dir yet (--nodownload: fail instead).")
-    flags.DEFINE_enum("augment", "auto", ["auto", "on", "off"],
-                      "Random crop + flip (auto: on for CIFAR).")
-    flags.DEFINE_integer("image_size", None, "Resize image-folder datasets to this size.")
+    with only_for("cnn"):
+        flags.DEFINE_enum("augment", "auto", ["auto", "on", "off"],
+                          "Random crop + flip (auto: on for CIFAR).")
+        flags.DEFINE_integer("image_size", None, "Resize image-folder datasets to this size.")
     flags.DEFINE_enum("stream", "auto", ["auto", "on", "off"],
                       "Image folders: read and decode the files batch by batch in the input "
                       "pipeline (on), decode them all into memory first (off), or stream "
@@ -183,29 +208,33 @@ def define_train_flags(prefix: str = "") -> None:
     p = prefix
     flags.DEFINE_integer(p + "epochs", d.epochs, "Training epochs of the discovered network.")
     flags.DEFINE_integer(p + "batch_size", d.batch_size, "Global training batch size.")
-    flags.DEFINE_integer(p + "layers", d.layers, "Cells of the trained network.")
-    flags.DEFINE_integer(p + "init_channels", d.init_channels,
-                         "Channels of the first cells of the trained network.")
     flags.DEFINE_float(p + "learning_rate", d.learning_rate, "Initial learning rate (SGD).")
-    flags.DEFINE_float(p + "learning_rate_min", d.learning_rate_min, "Final cosine learning rate.")
-    flags.DEFINE_float(p + "momentum", d.momentum, "SGD momentum.")
     flags.DEFINE_float(p + "weight_decay", d.weight_decay, "L2 weight decay.")
     flags.DEFINE_float(p + "grad_clip", d.grad_clip, "Global gradient-norm clip.")
-    flags.DEFINE_enum("network", d.network, ["auto", "cifar", "imagenet"],
-                      "Network body: CIFAR stem, ImageNet two-stage stem (224x224), or auto "
-                      "(ImageNet stem from 128 pixels up).")
-    flags.DEFINE_bool("auxiliary", d.auxiliary, "Auxiliary head after cell 2*layers//3.")
-    flags.DEFINE_float("auxiliary_weight", d.auxiliary_weight, "Weight of the auxiliary loss.")
-    flags.DEFINE_float("drop_path_prob", d.drop_path_prob,
-                       "Drop-path probability, reached linearly at the last epoch.")
-    flags.DEFINE_integer("cutout_length", d.cutout_length, "Cutout square side (0 = off).")
-    flags.DEFINE_enum("lr_schedule", d.lr_schedule, ["cosine", "exponential"],
-                      "Learning-rate schedule: cosine to --learning_rate_min, or x --lr_decay "
-                      "per epoch (the ImageNet recipe).")
-    flags.DEFINE_float("lr_decay", d.lr_decay, "Per-epoch factor of --lr_schedule=exponential.")
-    flags.DEFINE_float("label_smoothing", d.label_smoothing,
-                       "Label smoothing of the training loss (0: off).")
-    flags.DEFINE_bool("tflite", False, "Also export a .tflite file.")
+    with only_for("cnn"):
+        flags.DEFINE_integer(p + "layers", d.layers, "Cells of the trained network.")
+        flags.DEFINE_integer(p + "init_channels", d.init_channels,
+                             "Channels of the first cells of the trained network.")
+        flags.DEFINE_float(p + "learning_rate_min", d.learning_rate_min,
+                           "Final cosine learning rate.")
+        flags.DEFINE_float(p + "momentum", d.momentum, "SGD momentum.")
+        flags.DEFINE_enum("network", d.network, ["auto", "cifar", "imagenet"],
+                          "Network body: CIFAR stem, ImageNet two-stage stem (224x224), or auto "
+                          "(ImageNet stem from 128 pixels up).")
+        flags.DEFINE_bool("auxiliary", d.auxiliary, "Auxiliary head after cell 2*layers//3.")
+        flags.DEFINE_float("auxiliary_weight", d.auxiliary_weight,
+                           "Weight of the auxiliary loss.")
+        flags.DEFINE_float("drop_path_prob", d.drop_path_prob,
+                           "Drop-path probability, reached linearly at the last epoch.")
+        flags.DEFINE_integer("cutout_length", d.cutout_length, "Cutout square side (0 = off).")
+        flags.DEFINE_enum("lr_schedule", d.lr_schedule, ["cosine", "exponential"],
+                          "Learning-rate schedule: cosine to --learning_rate_min, or x "
+                          "--lr_decay per epoch (the ImageNet recipe).")
+        flags.DEFINE_float("lr_decay", d.lr_decay,
+                           "Per-epoch factor of --lr_schedule=exponential.")
+        flags.DEFINE_float("label_smoothing", d.label_smoothing,
+                           "Label smoothing of the training loss (0: off).")
+        flags.DEFINE_bool("tflite", False, "Also export a .tflite file.")
 
 
 def train_config(prefix: str, data: DataConfig, model_dir: str, genotype: str,
@@ -261,28 +290,29 @@ def define_rnn_flags(train: bool) -> None:
     from autonet_tf.configs import RNNTrainConfig
 
     d = RNNTrainConfig()
-    flags.DEFINE_integer("bptt", d.bptt, "RNN: tokens per truncated-BPTT window.")
-    flags.DEFINE_integer("emsize", None, "RNN: embedding size (= --nhid; default 300 for "
-                         "search, 850 for training).")
-    flags.DEFINE_integer("nhid", None, "RNN: hidden size (default 300 for search, 850 for "
-                         "training).")
-    flags.DEFINE_integer("eval_batch_size", d.eval_batch_size,
-                         "RNN: rows of the validation/test streams.")
-    flags.DEFINE_float("dropout", d.dropout, "RNN: dropout of the cell output.")
-    flags.DEFINE_float("dropouth", d.dropouth, "RNN: dropout of the hidden state.")
-    flags.DEFINE_float("dropoutx", d.dropoutx, "RNN: dropout of the cell input.")
-    flags.DEFINE_float("dropouti", d.dropouti, "RNN: dropout of the embedded input.")
-    flags.DEFINE_float("dropoute", None, "RNN: dropout of whole embedding rows (default 0 "
-                       "for search, 0.1 for training).")
-    flags.DEFINE_float("tar_beta", d.tar_beta, "RNN: temporal activation regularisation.")
-    flags.DEFINE_bool("variable_bptt", d.variable_bptt,
-                      "RNN: draw window lengths around --bptt as the reference does.")
-    flags.DEFINE_integer("max_seq_len_delta", d.max_seq_len_delta,
-                         "RNN: longest window = bptt + this.")
-    if train:
-        flags.DEFINE_integer("nonmono", d.nonmono, "RNN: switch to averaged SGD when the "
-                             "validation loss is worse than the best of all epochs but the "
-                             "last N.")
+    with only_for("rnn"):
+        flags.DEFINE_integer("bptt", d.bptt, "RNN: tokens per truncated-BPTT window.")
+        flags.DEFINE_integer("emsize", None, "RNN: embedding size (= --nhid; default 300 for "
+                             "search, 850 for training).")
+        flags.DEFINE_integer("nhid", None, "RNN: hidden size (default 300 for search, 850 for "
+                             "training).")
+        flags.DEFINE_integer("eval_batch_size", d.eval_batch_size,
+                             "RNN: rows of the validation/test streams.")
+        flags.DEFINE_float("dropout", d.dropout, "RNN: dropout of the cell output.")
+        flags.DEFINE_float("dropouth", d.dropouth, "RNN: dropout of the hidden state.")
+        flags.DEFINE_float("dropoutx", d.dropoutx, "RNN: dropout of the cell input.")
+        flags.DEFINE_float("dropouti", d.dropouti, "RNN: dropout of the embedded input.")
+        flags.DEFINE_float("dropoute", None, "RNN: dropout of whole embedding rows (default 0 "
+                           "for search, 0.1 for training).")
+        flags.DEFINE_float("tar_beta", d.tar_beta, "RNN: temporal activation regularisation.")
+        flags.DEFINE_bool("variable_bptt", d.variable_bptt,
+                          "RNN: draw window lengths around --bptt as the reference does.")
+        flags.DEFINE_integer("max_seq_len_delta", d.max_seq_len_delta,
+                             "RNN: longest window = bptt + this.")
+        if train:
+            flags.DEFINE_integer("nonmono", d.nonmono, "RNN: switch to averaged SGD when the "
+                                 "validation loss is worse than the best of all epochs but the "
+                                 "last N.")
 
 
 def text_data_config():
@@ -333,10 +363,4 @@ def rnn_config(cls, data, model_dir: str, flag_names: dict, preset: dict | None,
     return config
 
 
-def reject_flags(names, model: str) -> None:
-    """Fails when the user set a flag that ``--model=<model>`` does not use."""
-    present = [n for n in names if n in FLAGS and FLAGS[n].present]
-    if present:
-        raise UserInputError(
-            f"--{present[0]} does not apply to --model={model}")
 

@@ -52,9 +52,9 @@ def _stop_after(trainer, steps: int) -> None:
 
 def _state(trainer) -> list[tuple[str, np.ndarray]]:
     """(kind, value) of every variable in the trainer's checkpoint but the save counter."""
-    counter = trainer.checkpoint.save_counter
+    counter = trainer.loop.checkpoint.save_counter
     return [(getattr(v, "path", None) or v.name, np.asarray(v.numpy()))
-            for v in checkpoint_variables(trainer.checkpoint) if v is not counter]
+            for v in checkpoint_variables(trainer.loop.checkpoint) if v is not counter]
 
 
 def _compare_with_resumed(make, run, tmp_path):
@@ -66,7 +66,7 @@ def _compare_with_resumed(make, run, tmp_path):
     with pytest.raises(_Stopped):
         run(stopped)
     resumed = make(tmp_path / "stopped")
-    assert resumed.start_position == (1, STOP_AT - STEPS)  # epoch 2, mid-epoch
+    assert resumed.loop.start_position == (1, STOP_AT - STEPS)  # epoch 2, mid-epoch
     run(resumed)
     a, b = _state(whole), _state(resumed)
     assert len(a) == len(b) > len(whole.model.variables)
@@ -99,7 +99,7 @@ def test_cnn_search_resumes_every_variable(tmp_path, method, order):
     whole, resumed = _compare_with_resumed(make, lambda t: t.search(), tmp_path)
     assert len(whole.model.non_trainable_variables) > 100  # every cell's BN statistics
     # Empty Keras containers stay out of the object graph walked on every save.
-    nodes = tf.train.TrackableView(whole.checkpoint).descendants()
+    nodes = tf.train.TrackableView(whole.loop.checkpoint).descendants()
     assert not [n for n in nodes if isinstance(n, tracking._Items) and not n._trackable_children()]
     assert len(whole.arch_variables) == (4 if method == "pc_darts" else 2)  # betas too
     assert resumed.model.genotype() == whole.model.genotype()
@@ -159,7 +159,7 @@ def test_recurrent_training_resumes_every_variable_with_averaged_sgd(tmp_path):
     def make(d):
         trainer = RNNTrainer(RNNTrainConfig(**_rnn_common(d), genotype="DARTS_V2", seed=4),
                              rnn_genotypes.DARTS_V2_RNN, corpus)
-        if trainer.start_position == (0, 0):
+        if trainer.loop.start_position == (0, 0):
             trainer.asgd.assign(1)  # averaged SGD from the start: its state must resume too
         return trainer
 

@@ -12,7 +12,7 @@ from autonet_tf.errors import UserInputError
 from autonet_tf.models.rnn import RNNLanguageModel
 from autonet_tf.search_space import rnn_genotypes as rg
 from autonet_tf.training.architect import Architect, StatelessGradients
-from autonet_tf.training.lm_loop import lm_batch_loss
+from autonet_tf.training.lm_trainer import lm_batch_loss
 from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training.rnn_trainer import RNNTrainer, should_average
 

@@ -41,7 +41,7 @@ def test_alphas_stay_put_during_the_warm_up_and_move_after_it(tmp_path):
         return original(epoch, step)
 
     trainer.end_epoch = end_epoch
-    history = trainer.search() and trainer.history
+    history = trainer.search() and trainer.loop.history
     for before, after in zip(start, seen[0]):
         np.testing.assert_array_equal(after, before)  # warm-up: weights only
     assert max(np.abs(a - b).max() for a, b in zip(seen[1], seen[0])) > 1e-3
@@ -127,7 +127,7 @@ def test_collapse_guard_records_its_signals_and_stops_keeping_the_last_healthy_g
 
     trainer.begin_epoch = begin_epoch
     genotype = trainer.search()
-    history = trainer.history
+    history = trainer.loop.history
     assert [r["epoch"] for r in history] == [1, 2, 3]  # stopped after epoch 3 of 6
     for record in history:
         assert np.isfinite(record["hessian_eigenvalue"])
@@ -142,7 +142,7 @@ def test_collapse_guard_records_its_signals_and_stops_keeping_the_last_healthy_g
     # Rerun: complete; the kept genotype again, nothing searched.
     again = SearchTrainer(config, data)
     assert again.search().to_dict() == genotype.to_dict()
-    assert again.already_complete
+    assert again.loop.already_complete
 
 
 @pytest.mark.slow
@@ -167,4 +167,4 @@ def test_collapse_guard_acts_on_eigenvalue_growth_and_is_off_for_the_reference(t
     trainer = SearchTrainer(_tiny_search(tmp_path, epochs=1, collapse_guard="off"),
                             images.load(SearchConfig().data, 1))
     trainer.search()
-    assert "hessian_eigenvalue" not in trainer.history[0]
+    assert "hessian_eigenvalue" not in trainer.loop.history[0]

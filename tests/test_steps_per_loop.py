@@ -23,9 +23,9 @@ STEPS, EVERY = 7, 4
 
 
 def _variables(trainer):
-    counter = trainer.checkpoint.save_counter
+    counter = trainer.loop.checkpoint.save_counter
     return [(getattr(v, "path", None) or v.name, np.asarray(v.numpy()))
-            for v in checkpoint_variables(trainer.checkpoint) if v is not counter]
+            for v in checkpoint_variables(trainer.loop.checkpoint) if v is not counter]
 
 
 def _history(d):
@@ -40,18 +40,18 @@ def _same_runs(make, run, tmp_path):
     looped.train_step = lambda *it: (calls.append(1), step(*it))[1]  # counted at trace time
     run(one)
     run(looped)
-    assert looped._looped and len(calls) <= 2  # traced inside the loop, not called per step
+    assert looped.loop._looped and len(calls) <= 2  # traced inside the loop, not called per step
     a, b = _variables(one), _variables(looped)
     assert len(a) == len(b) > len(one.model.variables)
     for (name, x), (_, y) in zip(a, b):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6, err_msg=name)
-    ha, hb = _history(one.model_dir), _history(looped.model_dir)
+    ha, hb = _history(one.config.model_dir), _history(looped.config.model_dir)
     for ra, rb in zip(ha, hb):
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
         assert rb["train_accuracy"] == pytest.approx(ra["train_accuracy"], abs=1e-6)
     # the same mid-epoch checkpoints were written (the last two kept)
-    assert sorted(os.listdir(os.path.join(one.model_dir, "checkpoints"))) == sorted(
-        os.listdir(os.path.join(looped.model_dir, "checkpoints")))
+    assert sorted(os.listdir(os.path.join(one.config.model_dir, "checkpoints"))) == sorted(
+        os.listdir(os.path.join(looped.config.model_dir, "checkpoints")))
     return one, looped
 
 
@@ -82,7 +82,7 @@ def test_search_in_calls_of_three_steps_is_the_one_step_run_also_in_warm_up(tmp_
         return SearchTrainer(config, data)
 
     one, looped = _same_runs(make, lambda t: t.search(), tmp_path)
-    assert set(looped._looped) == {True, False}  # the warm-up step and the full step
+    assert set(looped.loop._looped) == {True, False}  # the warm-up step and the full step
     assert looped.model.genotype() == one.model.genotype()
 
 

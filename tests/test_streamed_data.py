@@ -10,7 +10,7 @@ from PIL import Image
 
 from autonet_tf.configs import DataConfig
 from autonet_tf.data import images, pipeline
-from autonet_tf.training.loop import smoothed_ce
+from autonet_tf.training.losses import smoothed_ce
 from conftest import run_bin
 
 

@@ -31,67 +31,69 @@ flags.DEFINE_enum("model", "cnn", ["cnn", "rnn"],
                   "What to search: CNN cells (images) or a recurrent cell (text corpus).")
 flags.DEFINE_string("model_dir", None, "Run directory (default runs/search_<dataset>).")
 flags.DEFINE_enum("order", _D.order, ["first", "second"], "Architecture gradient order.")
-flags.DEFINE_enum("method", _D.method, ["darts", "pc_darts"],
-                  "'pc_darts': partial channel connections (1/--partial_channels of the "
-                  "channels through each edge's ops, then a channel shuffle) and edge "
-                  "normalisation (betas), PC-DARTS; unset flags then take its CIFAR values "
-                  "(batch 256, learning rate 0.1, alphas' Adam rate 6e-4, 15 warm-up epochs; "
-                  "not on digits).")
-flags.DEFINE_integer("partial_channels", _D.partial_channels,
-                     "PC-DARTS: K, 1/K of the channels go through the ops (CIFAR: 4).")
 flags.DEFINE_enum("hessian", _D.hessian, list(HESSIANS),
                   "Second order: the Hessian-vector product as the paper's central "
                   "'finite_difference' (R = 0.01/||v||) or 'exact' (the exact mixed "
                   "derivative by double backprop; a longer first step).")
 flags.DEFINE_integer("epochs", _D.epochs, "Search epochs.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
-flags.DEFINE_integer("layers", _D.layers, "Cells in the supernet.")
-flags.DEFINE_integer("init_channels", _D.init_channels, "Channels of the first cells.")
-flags.DEFINE_integer("steps", _D.steps, "Intermediate nodes per cell (DARTS: 4).")
-flags.DEFINE_integer("multiplier", _D.multiplier,
-                     "Last intermediate nodes concatenated into the cell output (DARTS: 4).")
-flags.DEFINE_float("train_portion", _D.train_portion,
-                   "Fraction of the training split used for weights; the rest trains alphas.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Initial weight learning rate (SGD).")
-flags.DEFINE_float("learning_rate_min", _D.learning_rate_min, "Final cosine learning rate.")
-flags.DEFINE_float("momentum", _D.momentum, "SGD momentum.")
 flags.DEFINE_float("weight_decay", _D.weight_decay, "Weight L2 decay.")
 flags.DEFINE_float("grad_clip", _D.grad_clip, "Global gradient-norm clip of the weights.")
 flags.DEFINE_float("arch_learning_rate", _D.arch_learning_rate, "Adam learning rate of alphas.")
 flags.DEFINE_float("arch_weight_decay", _D.arch_weight_decay, "L2 decay of alphas.")
-flags.DEFINE_integer("arch_warmup_epochs", _D.arch_warmup_epochs,
-                     "Epochs that train only the weights before the alphas start to move "
-                     "(0: the paper's search).")
-flags.DEFINE_integer("max_skip", _D.max_skip, "At most this many skip connections in the "
-                     "derived normal cell (P-DARTS: 2); unset: no cap, as the paper.")
-flags.DEFINE_enum("collapse_guard", _D.collapse_guard, ["auto", "on", "off"],
-                  "Watch the search for collapse (skip connections and the Hessian eigenvalue "
-                  "of the alphas, per epoch) and stop it, keeping the genotype of the last "
-                  "epoch before the signal. 'auto': on, except on cifar10 (the paper's "
-                  "search) and the embedded digits demo (too short for it; its eigenvalue "
-                  "graph would double the demo's time); 'off': the paper's search everywhere.")
-flags.DEFINE_integer("guard_max_skip", _D.guard_max_skip, "Collapse guard: stop when the "
-                     "derived normal cell holds more skip connections than this.")
-flags.DEFINE_float("guard_eigen_growth", _D.guard_eigen_growth, "Collapse guard: stop when "
-                   "the mean eigenvalue of the last --guard_window epochs exceeds this many "
-                   "times the mean of the window before.")
-flags.DEFINE_integer("guard_window", _D.guard_window, "Collapse guard: epochs per "
-                     "eigenvalue mean.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
-flags.DEFINE_enum("trace_sharing", _D.trace_sharing, list(TRACE_SHARING),
-                  "How the supernet's edges are traced: 'inline' traces each distinct edge "
-                  "once and inlines it (default); 'call' keeps one call per edge (shortest "
-                  "first step, slower steps: for short runs); 'off' traces every edge.")
 flags.DEFINE_bool("retrain", True, "After the search, train the discovered network from "
                   "scratch (--train_* flags) and export it to <model_dir>/train/export; "
                   "--noretrain stops after the search.")
+with cli_flags.only_for("cnn"):  # CNN cells only
+    flags.DEFINE_enum("method", _D.method, ["darts", "pc_darts"],
+                      "'pc_darts': partial channel connections (1/--partial_channels of the "
+                      "channels through each edge's ops, then a channel shuffle) and edge "
+                      "normalisation (betas), PC-DARTS; unset flags then take its CIFAR values "
+                      "(batch 256, learning rate 0.1, alphas' Adam rate 6e-4, 15 warm-up epochs; "
+                      "not on digits).")
+    flags.DEFINE_integer("partial_channels", _D.partial_channels,
+                         "PC-DARTS: K, 1/K of the channels go through the ops (CIFAR: 4).")
+    flags.DEFINE_integer("layers", _D.layers, "Cells in the supernet.")
+    flags.DEFINE_integer("init_channels", _D.init_channels, "Channels of the first cells.")
+    flags.DEFINE_integer("steps", _D.steps, "Intermediate nodes per cell (DARTS: 4).")
+    flags.DEFINE_integer("multiplier", _D.multiplier,
+                         "Last intermediate nodes concatenated into the cell output (DARTS: 4).")
+    flags.DEFINE_float("train_portion", _D.train_portion,
+                       "Fraction of the training split used for weights; the rest trains alphas.")
+    flags.DEFINE_float("learning_rate_min", _D.learning_rate_min, "Final cosine learning rate.")
+    flags.DEFINE_float("momentum", _D.momentum, "SGD momentum.")
+    flags.DEFINE_integer("arch_warmup_epochs", _D.arch_warmup_epochs,
+                         "Epochs that train only the weights before the alphas start to move "
+                         "(0: the paper's search).")
+    flags.DEFINE_integer("max_skip", _D.max_skip, "At most this many skip connections in the "
+                         "derived normal cell (P-DARTS: 2); unset: no cap, as the paper.")
+    flags.DEFINE_enum("collapse_guard", _D.collapse_guard, ["auto", "on", "off"],
+                      "Watch the search for collapse (skip connections and the Hessian eigenvalue "
+                      "of the alphas, per epoch) and stop it, keeping the genotype of the last "
+                      "epoch before the signal. 'auto': on, except on cifar10 (the paper's "
+                      "search) and the embedded digits demo (too short for it; its eigenvalue "
+                      "graph would double the demo's time); 'off': the paper's search everywhere.")
+    flags.DEFINE_integer("guard_max_skip", _D.guard_max_skip, "Collapse guard: stop when the "
+                         "derived normal cell holds more skip connections than this.")
+    flags.DEFINE_float("guard_eigen_growth", _D.guard_eigen_growth, "Collapse guard: stop when "
+                       "the mean eigenvalue of the last --guard_window epochs exceeds this many "
+                       "times the mean of the window before.")
+    flags.DEFINE_integer("guard_window", _D.guard_window, "Collapse guard: epochs per "
+                         "eigenvalue mean.")
+    flags.DEFINE_enum("trace_sharing", _D.trace_sharing, list(TRACE_SHARING),
+                      "How the supernet's edges are traced: 'inline' traces each distinct edge "
+                      "once and inlines it (default); 'call' keeps one call per edge (shortest "
+                      "first step, slower steps: for short runs); 'off' traces every edge.")
 cli_flags.define_data_flags()
 cli_flags.define_runtime_flags(_D.checkpoint_every)
 cli_flags.define_config_file_flags()
 cli_flags.define_train_flags(prefix="train_")
 cli_flags.define_rnn_flags(train=False)
-flags.DEFINE_integer("train_nhid", None, "RNN: emsize = nhid of the retrained model "
-                     "(default 850, the reference train.py).")
+with cli_flags.only_for("rnn"):
+    flags.DEFINE_integer("train_nhid", None, "RNN: emsize = nhid of the retrained model "
+                         "(default 850, the reference train.py).")
 
 FLAGS = flags.FLAGS
 
@@ -102,8 +104,8 @@ PC_DARTS_PRESET = {"batch_size": 256, "learning_rate": 0.1, "arch_learning_rate"
 
 def build_config() -> SearchConfig:
     values = {name: FLAGS[name].value for name in (
-        "order", "hessian", "method", "partial_channels", "epochs", "batch_size", "layers", "init_channels", "steps", "multiplier",
-        "train_portion",
+        "order", "hessian", "method", "partial_channels", "epochs", "batch_size", "layers",
+        "init_channels", "steps", "multiplier", "train_portion",
         "learning_rate", "learning_rate_min", "momentum", "weight_decay", "grad_clip",
         "arch_learning_rate", "arch_weight_decay", "arch_warmup_epochs", "seed",
         "trace_sharing", "max_skip", "collapse_guard", "guard_max_skip", "guard_eigen_growth",
@@ -122,21 +124,11 @@ def build_config() -> SearchConfig:
     return cli_flags.apply_config_files(config)
 
 
-CNN_ONLY = ("layers", "init_channels", "steps", "multiplier", "train_portion", "learning_rate_min", "momentum",
-            "trace_sharing", "arch_warmup_epochs", "max_skip", "collapse_guard", "method",
-            "partial_channels",
-            "guard_max_skip", "guard_eigen_growth", "guard_window",
-            "augment", "image_size", "train_layers", "train_init_channels",
-            "train_learning_rate_min", "train_momentum", "network", "auxiliary",
-            "auxiliary_weight", "drop_path_prob", "cutout_length", "tflite")
-RNN_ONLY = cli_flags.RNN_FLAGS + ("train_nhid",)
-
-
 def build_rnn_configs():
     """(RNNSearchConfig, RNNTrainConfig or None) from the flags of --model=rnn."""
     from autonet_tf.configs import RNNSearchConfig, RNNTrainConfig
 
-    cli_flags.reject_flags(CNN_ONLY, "rnn")
+    cli_flags.reject_other_models("rnn")
     data = cli_flags.text_data_config()
     synthetic = data.dataset == "synthetic"
     names = {n: n for n in cli_flags.RNN_FLAGS + cli_flags.RNN_SHARED + (
@@ -160,7 +152,7 @@ def build_rnn_configs():
 
 def build_cnn_configs():
     """(SearchConfig, TrainConfig or None) from the flags of --model=cnn."""
-    cli_flags.reject_flags(RNN_ONLY, "cnn")
+    cli_flags.reject_other_models("cnn")
     config = build_config()
     if not FLAGS.retrain:
         return config, None

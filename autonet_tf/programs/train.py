@@ -41,16 +41,10 @@ cli_flags.define_config_file_flags()
 cli_flags.define_rnn_flags(train=True)
 FLAGS = flags.FLAGS
 
-CNN_ONLY = ("layers", "init_channels", "learning_rate_min", "momentum", "augment",
-            "image_size", "network", "auxiliary", "auxiliary_weight", "drop_path_prob",
-            "cutout_length", "tflite")
-RNN_ONLY = cli_flags.RNN_FLAGS + ("nonmono",)
-
-
 def rnn_config():
     from autonet_tf.configs import RNNTrainConfig
 
-    cli_flags.reject_flags(CNN_ONLY, "rnn")
+    cli_flags.reject_other_models("rnn")
     data = cli_flags.text_data_config()
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", "train_rnn_" + (os.path.basename(os.path.normpath(data.dataset)) or "data"))
@@ -62,7 +56,7 @@ def rnn_config():
 
 
 def cnn_config():
-    cli_flags.reject_flags(RNN_ONLY, "cnn")
+    cli_flags.reject_other_models("cnn")
     model_dir = FLAGS.model_dir or os.path.join("runs", f"train_{cli_flags.dataset_stem()}")
     return cli_flags.apply_config_files(cli_flags.train_config(
         "", cli_flags.data_config(), model_dir, FLAGS.genotype, FLAGS.seed,

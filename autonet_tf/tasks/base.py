@@ -145,7 +145,7 @@ def check_resumable(model_dir: str, new: dict, structural, kind: str) -> None:
 
 def keep_export(trainer, export_dir: str) -> bool:
     """A rerun of a finished run keeps the export it already wrote."""
-    if getattr(trainer, "already_complete", False) and run_dir.isdir(export_dir):
+    if trainer.loop.already_complete and run_dir.isdir(export_dir):
         progress.say(f"Export kept: {export_dir} (delete it to export again)")
         return True
     return False

@@ -75,4 +75,4 @@ class CNNTrainTask(TrainTask):
     def result(self, trainer, metrics, export_dir) -> TrainResult:
         return TrainResult(self.config.model_dir, self.genotype, trainer.parameters,
                            metrics["loss"], metrics["accuracy"], export_dir, trainer,
-                           getattr(trainer, "history", []))
+                           trainer.loop.history)

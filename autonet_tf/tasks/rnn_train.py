@@ -60,4 +60,4 @@ class RNNTrainTask(TrainTask):
 
     def result(self, trainer, metrics, export_dir) -> RNNTrainResult:
         return RNNTrainResult(self.config.model_dir, self.genotype, trainer.parameters,
-                              metrics, export_dir, trainer, getattr(trainer, "history", []))
+                              metrics, export_dir, trainer, trainer.loop.history)

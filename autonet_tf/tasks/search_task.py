@@ -40,4 +40,4 @@ class SearchTask(Task):
             for warning in warnings:
                 progress.say(f"warning: {warning}")
         return SearchResult(genotype, self.config.model_dir, pictures, warnings,
-                            getattr(trainer, "history", []))
+                            trainer.loop.history)

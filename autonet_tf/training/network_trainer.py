@@ -7,12 +7,11 @@ learning rate, gradient-norm clip after the cross-replica sum, the auxiliary
 loss weighted by ``auxiliary_weight``, drop path ``drop_path_prob * epoch /
 epochs``, random crop + flip and cutout. After each epoch it evaluates the
 test split in inference mode. Checkpoints, resume, TensorBoard and history
-come from :class:`~autonet_tf.training.loop.EpochLoop`.
+come from its :class:`~autonet_tf.training.controller.Controller`.
 """
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from autonet_tf.configs import TrainConfig
@@ -21,9 +20,10 @@ from autonet_tf.errors import UserInputError
 from autonet_tf.models.cnn_eval import build_network
 from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.distribute.reduce import all_reduce_sum
-from autonet_tf.training.image_loop import ImageLoop
-from autonet_tf.training.loop import (apply_summed, capped_steps, count_correct,
-                                     smoothed_ce)
+from autonet_tf.seeding import seeded
+from autonet_tf.training.image_trainer import ImageTrainer
+from autonet_tf.training.losses import count_correct, smoothed_ce
+from autonet_tf.training.trainer import apply_summed, capped_steps
 from autonet_tf.training.optimizers import MomentumSGD, cosine_learning_rate
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy
@@ -45,15 +45,14 @@ def network_kind(config: TrainConfig, input_shape) -> str:
     return kind
 
 
-class NetworkTrainer(ImageLoop):
+class NetworkTrainer(ImageTrainer):
     """Trains ``genotype``'s network on ``dataset``; see the module docstring."""
 
     def __init__(self, config: TrainConfig, genotype: Genotype, dataset: ImageDataset,
                  strategy: tf.distribute.Strategy | None = None):
-        self.config = config
+        super().__init__(config, strategy)
         self.genotype = genotype
         self.dataset = dataset
-        self._init_strategy(strategy, config.batch_size, config.strategy)
         self.kind = network_kind(config, dataset.input_shape)
         steps = capped_steps(
             len(dataset.x_train) // config.batch_size, config.max_steps_per_epoch,
@@ -66,17 +65,14 @@ class NetworkTrainer(ImageLoop):
         self.extra_metrics = ("aux_loss",) if config.auxiliary else ()
         self.extra_metrics += ("grad_norm",)
 
-        keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope(), dtype_policy(config.mixed_precision):
+        with seeded(config.seed), self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = self._build(sync_bn=config.sync_batchnorm and self.replicas > 1)
             self.optimizer = precision.loss_scaled(
                 MomentumSGD(config.learning_rate, config.momentum, l2=config.weight_decay),
                 config.mixed_precision)
             self.optimizer.build(self.model.trainable_variables)
         self.parameters = self.model.count_parameters()
-        self._init_loop(config.model_dir, config.epochs, steps, config.seed,
-                        config.checkpoint_every, config.log_every, config.progress,
-                        config.steps_per_loop, model=self.model, optimizer=self.optimizer)
+        self._start_loop(steps, model=self.model, optimizer=self.optimizer)
         self.train_step = tf.function(self._train_step, autograph=False,
                                       jit_compile=config.jit_compile and not self.model.sync_bn)
         self.eval_step = self.make_eval_step(self.model)
@@ -88,14 +84,9 @@ class NetworkTrainer(ImageLoop):
             init_channels=cfg.init_channels, layers=cfg.layers, auxiliary=cfg.auxiliary,
             sync_bn=sync_bn, name=f"network_{self.kind}")
 
-    def export_model(self):
-        """The trained network for export: a float32 copy when trained in 16 bits."""
-        if self.model.compute_dtype == "float32":
-            return self.model
-        with dtype_policy("float32"):
-            copy = self._build(sync_bn=False)
-            copy(tf.zeros((1,) + tuple(self.dataset.input_shape)), training=False)
-        copy.set_weights(self.model.get_weights())
+    def _export_copy(self):
+        copy = self._build(sync_bn=False)
+        copy(tf.zeros((1,) + tuple(self.dataset.input_shape)), training=False)
         return copy
 
     # ------------------------------------------------------------------ steps
@@ -171,7 +162,7 @@ class NetworkTrainer(ImageLoop):
 
     def train(self) -> dict:
         """Runs (or resumes) training; returns the final test loss and accuracy."""
-        history = self.run_epochs()
-        if history and history[-1]["epoch"] == self.epochs:
+        history = self.loop.run()
+        if history and history[-1]["epoch"] == self.config.epochs:
             return {"loss": history[-1]["val_loss"], "accuracy": history[-1]["val_accuracy"]}
         return self.evaluate()

@@ -20,7 +20,6 @@ every pass of one step shares them and a resumed run replays them.
 from __future__ import annotations
 
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -29,26 +28,24 @@ from autonet_tf.data import text
 from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.rnn import RNNLanguageModel
 from autonet_tf.training.architect import Architect, StatelessGradients
-from autonet_tf.training.lm_loop import LanguageModelLoop
-from autonet_tf.training.loop import apply_summed
+from autonet_tf.seeding import seeded
+from autonet_tf.training.lm_trainer import LanguageModelTrainer
+from autonet_tf.training.trainer import apply_summed
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy, loss_scale
 from autonet_tf.training.search_common import SearchCommon
 
-class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
+class RNNSearchTrainer(SearchCommon, LanguageModelTrainer):
     """Runs a DARTS recurrent search; see the module docstring."""
 
     extra_metrics = ("arch_loss", "grad_norm")
 
     def __init__(self, config: RNNSearchConfig, corpus: text.Corpus,
                  strategy: tf.distribute.Strategy | None = None):
-        self.config = config
-        self._init_strategy(strategy, config.batch_size, config.strategy)
-        steps = self._init_corpus(corpus, config)
+        super().__init__(config, corpus, strategy)
         self.search_rows = text.batchify(corpus.valid, config.batch_size,
                                          "validation split (searched with --batch_size rows)")
-        keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope(), dtype_policy(config.mixed_precision):
+        with seeded(config.seed), self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = RNNLanguageModel(
                 corpus.vocab_size, config.emsize, config.nhid, None, config.steps,
                 config.dropout, config.dropouth, config.dropoutx, config.dropouti,
@@ -63,11 +60,10 @@ class RNNSearchTrainer(SearchCommon, LanguageModelLoop):
                                    self.weight_optimizer, config.order,
                                    config.unrolled_epsilon, virtual_clip=config.grad_clip,
                                    loss_scale=self._arch_loss_scale, hessian=config.hessian)
-        self._init_loop(config.model_dir, config.epochs, steps, config.seed,
-                        config.checkpoint_every, config.log_every, config.progress,
-                        model=self.model, weight_optimizer=self.weight_optimizer,
-                        arch_optimizer=self.arch_optimizer,
-                        **{f"hidden_{k}": v for k, v in self.hidden.items()})
+        self._start_loop(self.train_steps, model=self.model,
+                         weight_optimizer=self.weight_optimizer,
+                         arch_optimizer=self.arch_optimizer,
+                         **{f"hidden_{k}": v for k, v in self.hidden.items()})
         spec = tf.TensorSpec([config.batch_size, None], tf.int32)
         self._step = tf.function(
             self._distributed_step, autograph=False,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -27,8 +26,9 @@ from autonet_tf.data import text
 from autonet_tf.models.rnn import RNNLanguageModel
 from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype
 from autonet_tf.distribute.reduce import all_reduce_sum
-from autonet_tf.training.lm_loop import LanguageModelLoop
-from autonet_tf.training.loop import apply_summed
+from autonet_tf.seeding import seeded
+from autonet_tf.training.lm_trainer import LanguageModelTrainer
+from autonet_tf.training.trainer import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy
@@ -38,19 +38,16 @@ def should_average(previous: list, val_loss: float, nonmono: int) -> bool:
     return len(previous) > nonmono and val_loss > min(previous[:-nonmono])
 
 
-class RNNTrainer(LanguageModelLoop):
+class RNNTrainer(LanguageModelTrainer):
     """Trains ``genotype``'s language model on ``corpus``; see the module docstring."""
 
     extra_metrics = ("grad_norm",)
 
     def __init__(self, config: RNNTrainConfig, genotype: RecurrentGenotype,
                  corpus: text.Corpus, strategy: tf.distribute.Strategy | None = None):
-        self.config = config
+        super().__init__(config, corpus, strategy)
         self.genotype = genotype
-        self._init_strategy(strategy, config.batch_size, config.strategy)
-        steps = self._init_corpus(corpus, config)
-        keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope(), dtype_policy(config.mixed_precision):
+        with seeded(config.seed), self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = self._build()
             self.weight_variables = self.model.weight_variables
             self.weight_optimizer = precision.loss_scaled(
@@ -74,13 +71,11 @@ class RNNTrainer(LanguageModelLoop):
                                           shape=tf.TensorShape([None]))
         self.parameters = self.model.count_parameters()
         self.hidden = self._init_hidden(("train",))
-        self._init_loop(config.model_dir, config.epochs, steps, config.seed,
-                        config.checkpoint_every, config.log_every, config.progress,
-                        model=self.model, weight_optimizer=self.weight_optimizer,
-                        averages=self.averages, best=self.best,
-                        average_count=self.average_count, asgd=self.asgd,
-                        best_loss=self.best_loss,
-                        val_losses=self.val_losses, hidden_train=self.hidden["train"])
+        self._start_loop(self.train_steps, model=self.model,
+                         weight_optimizer=self.weight_optimizer, averages=self.averages,
+                         best=self.best, average_count=self.average_count, asgd=self.asgd,
+                         best_loss=self.best_loss, val_losses=self.val_losses,
+                         hidden_train=self.hidden["train"])
         signature = [tf.TensorSpec([config.batch_size, None], tf.int32),
                      tf.TensorSpec([2], tf.int64)]
         self._sgd_step = tf.function(functools.partial(self._distributed_step, average=False),
@@ -95,14 +90,8 @@ class RNNTrainer(LanguageModelLoop):
             dropouth=cfg.dropouth, dropoutx=cfg.dropoutx, dropouti=cfg.dropouti,
             dropoute=cfg.dropoute, name="rnn_model")
 
-    def export_model(self) -> RNNLanguageModel:
-        """The trained model for export: a float32 copy when trained in 16 bits."""
-        if self.model.compute_dtype == "float32":
-            return self.model
-        with dtype_policy("float32"):
-            copy = self._build()
-        copy.set_weights(self.model.get_weights())
-        return copy
+    def _export_copy(self) -> RNNLanguageModel:
+        return self._build()
 
     @property
     def averaging(self) -> bool:
@@ -170,7 +159,7 @@ class RNNTrainer(LanguageModelLoop):
 
     def train(self) -> dict:
         """Trains (or resumes); returns valid and test perplexity of the best weights."""
-        self.run_epochs()
+        self.loop.run()
         if np.isfinite(float(self.best_loss.numpy())):
             self._swap_in(self.best)
         valid = self.perplexity("valid")

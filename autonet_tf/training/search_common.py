@@ -1,10 +1,11 @@
-"""What both DARTS searches (CNN and recurrent) share besides the epoch loop.
+"""What both DARTS searches (CNN and recurrent) share.
 
 :class:`SearchCommon` is mixed into a search trainer that has ``model``
 (with ``genotype()``, ``weight_variables`` and ``arch_variables``),
 ``config``, ``softmax_alphas()`` returning ``{"primitives": [...], <cell>:
-rows, ...}`` and ``validate(epoch)``; it goes before the epoch loop class in
-the bases.
+rows, ...}`` and ``validate(epoch)``; it goes before the trainer base
+(:class:`~autonet_tf.training.image_trainer.ImageTrainer` or
+:class:`~autonet_tf.training.lm_trainer.LanguageModelTrainer`) in the bases.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from autonet_tf.io import run_dir
-from autonet_tf.training.loop import apply_summed
+from autonet_tf.training.trainer import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training.precision import loss_scale, loss_scaled
 
@@ -93,7 +94,7 @@ class SearchCommon:
     def log_alphas(self, step: int, record: dict | None = None) -> None:
         """TensorBoard: op weights, how decided each cell is, an alpha heat map per cell."""
         alphas = self.softmax_alphas()
-        with self.writer("train").as_default(step=step):
+        with self.loop.writer("train").as_default(step=step):
             tf.summary.scalar("arch_learning_rate",
                               float(keras.ops.convert_to_numpy(self.arch_optimizer.learning_rate)))
             for key, value in (record or {}).items():
@@ -128,5 +129,5 @@ class SearchCommon:
 
     def search(self):
         """Runs (or resumes) the search; returns the final genotype."""
-        self.run_epochs()
+        self.loop.run()
         return self.genotype()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -34,9 +33,10 @@ from autonet_tf.models.cnn_search import SearchNetwork
 from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.training.architect import Architect, StatelessGradients
 from autonet_tf.training.collapse_guard import CollapseGuard, cell_counts, largest_eigenvalue
-from autonet_tf.training.image_loop import ImageLoop
-from autonet_tf.training.loop import (apply_summed, capped_steps, count_correct,
-                                     sparse_ce)
+from autonet_tf.seeding import seeded
+from autonet_tf.training.image_trainer import ImageTrainer
+from autonet_tf.training.losses import count_correct, sparse_ce
+from autonet_tf.training.trainer import apply_summed, capped_steps
 from autonet_tf.training.optimizers import cosine_learning_rate
 from autonet_tf.training import precision
 from autonet_tf.training.precision import dtype_policy, loss_scale
@@ -44,7 +44,7 @@ from autonet_tf.training.search_common import SearchCommon
 
 log = logging.getLogger("autonet_tf")
 
-class SearchTrainer(SearchCommon, ImageLoop):
+class SearchTrainer(SearchCommon, ImageTrainer):
     """Runs a DARTS CNN search; see the module docstring.
 
     Args:
@@ -58,9 +58,8 @@ class SearchTrainer(SearchCommon, ImageLoop):
 
     def __init__(self, config: SearchConfig, dataset: ImageDataset,
                  strategy: tf.distribute.Strategy | None = None):
-        self.config = config
+        super().__init__(config, strategy)
         self.dataset = dataset
-        self._init_strategy(strategy, config.batch_size, config.strategy)
         order = np.random.default_rng(config.seed).permutation(len(dataset.x_train))
         split = int(math.floor(config.train_portion * len(order)))
         self.weight_split = order[:split]
@@ -73,8 +72,7 @@ class SearchTrainer(SearchCommon, ImageLoop):
             f"alphas with --train_portion={config.train_portion})")
         self.augment = {"on": True, "off": False}.get(config.data.augment, dataset.natural)
 
-        keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope(), dtype_policy(config.mixed_precision):
+        with seeded(config.seed), self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = SearchNetwork(
                 dataset.num_classes, config.init_channels, config.layers, config.steps,
                 config.multiplier, config.stem_multiplier,
@@ -96,11 +94,8 @@ class SearchTrainer(SearchCommon, ImageLoop):
                                    self.arch_variables, self.weight_optimizer,
                                    config.order, config.unrolled_epsilon,
                                    loss_scale=self._arch_loss_scale, hessian=config.hessian)
-        self._init_loop(config.model_dir, config.epochs, steps, config.seed,
-                        config.checkpoint_every, config.log_every, config.progress,
-                        config.steps_per_loop, model=self.model,
-                        weight_optimizer=self.weight_optimizer,
-                        arch_optimizer=self.arch_optimizer)
+        self._start_loop(steps, model=self.model, weight_optimizer=self.weight_optimizer,
+                         arch_optimizer=self.arch_optimizer)
         self._full_step = tf.function(self._train_step, autograph=False)
         self._weight_step = tf.function(self._train_weights_step, autograph=False)
         self.warming_up = False
@@ -244,14 +239,14 @@ class SearchTrainer(SearchCommon, ImageLoop):
             return record
         first = self._alpha_hvp.experimental_get_tracing_count() == 0
         with progress.note("  collapse guard: estimating the Hessian eigenvalue (the first "
-                           "time builds its graph)", enabled=first and self.chief and self.progress):
+                           "time builds its graph)", enabled=first and self.chief and self.config.progress):
             signals = {**cell_counts(self.model.genotype()),
                        "hessian_eigenvalue": round(self.hessian_eigenvalue(epoch), 6)}
         record.update(signals)
-        decision = self.guard.check(epoch + 1, record, self.history) if self.chief else None
-        self.stop_requested = self._chief_says(bool(decision and decision.stop))
+        decision = self.guard.check(epoch + 1, record, self.loop.history) if self.chief else None
+        self.loop.request_stop(self._chief_says(bool(decision and decision.stop)))
         if self.chief:
-            with self.writer("train").as_default(step=global_step):
+            with self.loop.writer("train").as_default(step=global_step):
                 for key, value in signals.items():
                     tf.summary.scalar(f"collapse/{key}", value)
             if decision.stop:
@@ -276,19 +271,19 @@ class SearchTrainer(SearchCommon, ImageLoop):
 
     def search(self):
         """Runs (or resumes) the search; returns the final genotype, or the one the guard kept."""
-        self.run_epochs()
+        self.loop.run()
         return self.kept_genotype() or self.genotype()
 
     def kept_genotype(self):
         """The genotype the collapse guard kept when it stopped the search (else None)."""
-        guard = next((r["collapse_guard"] for r in getattr(self, "history", [])
+        guard = next((r["collapse_guard"] for r in self.loop.history
                       if "collapse_guard" in r), None)
         if guard is None:
             return None
         if guard["kept_epoch"] is None:
             caps = [c for c in (self.config.guard_max_skip, self.config.max_skip) if c is not None]
             return self.model.genotype(min(caps))
-        kept = next(r for r in self.history if r["epoch"] == guard["kept_epoch"])
+        kept = next(r for r in self.loop.history if r["epoch"] == guard["kept_epoch"])
         return Genotype.from_dict(kept["genotype"])
 
     # ------------------------------------------------------------------ hooks

@@ -39,6 +39,7 @@ import keras
 import numpy as np
 
 from autonet_tf.errors import UserInputError
+from autonet_tf.seeding import seeded
 
 
 @dataclasses.dataclass
@@ -94,11 +95,11 @@ def keras_trial(build: Callable[[dict], keras.Model], x, y, batch_size: int = 32
     """A trial function from ``build(values) -> compiled keras.Model`` and arrays."""
 
     def trial(values: dict, context: TrialContext) -> dict:
-        keras.utils.set_random_seed(context.seed)
-        with context.scope():
-            model = build(values)
-        return fit_and_score(model, x, y, context,
-                             int(values.get("batch_size", batch_size)), validation_fraction)
+        with seeded(context.seed):  # the trial's weights, dropout and shuffling
+            with context.scope():
+                model = build(values)
+            return fit_and_score(model, x, y, context,
+                                 int(values.get("batch_size", batch_size)), validation_fraction)
 
     return trial
 
@@ -193,7 +194,7 @@ def _config_fields(cls, values: dict, skip=()) -> dict:
 
 
 def _report_history(context: TrialContext, history: list[dict]) -> None:
-    """Sends an EpochLoop history (one record per epoch) to the chief, epoch by epoch.
+    """Sends a trainer's history (one record per epoch) to the chief, epoch by epoch.
 
     Sent after the run, so these trials are never stopped early.
     """

@@ -1,9 +1,9 @@
-"""What the image trainers (CNN search, network training) share besides the epoch loop.
+"""What the image trainers (CNN search, network training) share.
 
-:class:`ImageLoop` adds to :class:`~autonet_tf.training.loop.EpochLoop`
+:class:`ImageTrainer` adds to :class:`~autonet_tf.training.trainer.Trainer`
 the deterministic distributed image batches (in memory or streamed from
 files) and the inference pass that sums loss and correct predictions; the
-recurrent trainers have :class:`~autonet_tf.training.lm_loop.LanguageModelLoop`
+recurrent trainers have :class:`~autonet_tf.training.lm_trainer.LanguageModelTrainer`
 instead.
 """
 
@@ -14,11 +14,12 @@ import math
 import tensorflow as tf
 
 from autonet_tf.data import pipeline
-from autonet_tf.training.loop import EpochLoop, count_correct, sparse_ce
+from autonet_tf.training.losses import count_correct, sparse_ce
+from autonet_tf.training.trainer import Trainer
 
 
-class ImageLoop(EpochLoop):
-    """The epoch loop of a trainer on images (metric: accuracy)."""
+class ImageTrainer(Trainer):
+    """A trainer on images (metric: accuracy)."""
 
     def distributed_batches(self, x, y, epoch: int, *, skip: int = 0, shuffle: bool = True,
                             drop_remainder: bool = True, salt: int = 0,
@@ -30,7 +31,7 @@ class ImageLoop(EpochLoop):
         to ``shape`` (streamed image folders).
         """
         ds = pipeline.image_batches(
-            x, y, self.batch_size, mean=mean, std=std, seed=self.seed * 1000 + salt,
+            x, y, self.batch_size, mean=mean, std=std, seed=self.config.seed * 1000 + salt,
             epoch=epoch, shuffle=shuffle, augment=augment and shuffle,
             cutout_length=cutout_length if shuffle else 0, skip_batches=skip,
             drop_remainder=drop_remainder, shape=shape, recipe=recipe)

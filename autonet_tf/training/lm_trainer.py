@@ -1,6 +1,6 @@
 """What the recurrent search and the recurrent training share.
 
-:class:`LanguageModelLoop` (an :class:`~autonet_tf.training.loop.EpochLoop`
+:class:`LanguageModelTrainer` (a :class:`~autonet_tf.training.trainer.Trainer`
 reporting perplexity) owns the corpus rows, the per-epoch window schedule,
 the persistent hidden states and the perplexity evaluation:
 
@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from autonet_tf.data import text
 from autonet_tf.errors import UserInputError
-from autonet_tf.training.loop import EpochLoop, capped_steps
+from autonet_tf.training.trainer import Trainer, capped_steps
 
 
 def gather_rows(local):
@@ -60,13 +60,14 @@ def lm_batch_loss(call, batch, global_batch: int):
     return loss, (last, nll_share)
 
 
-class LanguageModelLoop(EpochLoop):
+class LanguageModelTrainer(Trainer):
     """Shared corpus, hidden-state and evaluation machinery; see the module docstring."""
 
     metric = "perplexity"
 
-    def _init_corpus(self, corpus: text.Corpus, config) -> int:
-        """Batchifies the splits; returns the training steps per epoch."""
+    def __init__(self, config, corpus: text.Corpus, strategy=None):
+        """Places the trainer and batchifies the splits (``train_steps``: steps per epoch)."""
+        super().__init__(config, strategy)
         if config.steps_per_loop != 1:
             raise UserInputError(
                 f"--steps_per_loop={config.steps_per_loop} does not apply to --model=rnn: the "
@@ -77,7 +78,7 @@ class LanguageModelLoop(EpochLoop):
             split: text.batchify(corpus.split(split), config.eval_batch_size,
                                  f"{'validation' if split == 'valid' else split} split")
             for split in ("valid", "test")}
-        return capped_steps(
+        self.train_steps = capped_steps(
             (self.train_rows.shape[1] - 1) // config.bptt, config.max_steps_per_epoch,
             f"--bptt={config.bptt} is longer than the training rows "
             f"({self.train_rows.shape[1]} tokens each with --batch_size={config.batch_size})")
@@ -134,7 +135,7 @@ class LanguageModelLoop(EpochLoop):
         lr = self.config.learning_rate * seq_len / self.config.bptt
         self.weight_optimizer.learning_rate.assign(lr)
         window = self.train_rows[:, start:start + seq_len + 1]
-        seed = np.array([self.seed, epoch * self.steps_per_epoch + step], np.int64)
+        seed = np.array([self.config.seed, epoch * self.steps_per_epoch + step], np.int64)
         return self.window_step(window, start, seed)
 
     # ------------------------------------------------------------- evaluation

@@ -1,25 +1,26 @@
-"""The epoch loop shared by every trainer (search and network training).
+"""The controller that runs every trainer's epochs (search and network training).
 
-:class:`EpochLoop` owns what does not depend on the model or the data: the
-strategy, one ``tf.train.Checkpoint`` with a ``CheckpointManager``
-(mid-epoch checkpoints, resume after any kill), TensorBoard writers,
-``history.jsonl``, a Keras progress bar per epoch, the in-graph loop of
-``steps_per_loop`` steps and the stop on a non-finite loss. Image batches
-come from :class:`~autonet_tf.training.image_loop.ImageLoop`, corpus windows
-from :class:`~autonet_tf.training.lm_loop.LanguageModelLoop`. A trainer
-subclass supplies
+A :class:`Controller` holds one trainer (:class:`~autonet_tf.training.trainer.Trainer`)
+and owns what does not depend on the model or the data: one
+``tf.train.Checkpoint`` with a ``CheckpointManager`` (mid-epoch checkpoints,
+resume after any kill), the multi-worker preemption handler, TensorBoard
+writers, ``history.jsonl``, a Keras progress bar per epoch, the in-graph
+loop of ``steps_per_loop`` steps and the stop on a non-finite loss. It is
+built in one step, once the trainer's model and optimizers exist, and asks
+the trainer for
 
 * ``epoch_iterators(epoch, skip)``: the iterators ``train_step`` takes;
-* ``train_step(*iterators)``: returns summed metrics, at least ``loss``
-  and, for classifiers, ``correct`` (plus anything else to average);
-* ``begin_epoch(epoch)``: sets per-epoch values (learning rate, ...) and
-  returns them as a dict for the log line;
-* ``end_epoch(epoch, record)``: evaluates, writes epoch outputs and returns
-  the extra fields of the epoch's history record.
+* ``train_step(*iterators)``: summed metrics, at least ``loss`` and, for
+  classifiers, ``correct`` (plus the trainer's ``extra_metrics``);
+* ``begin_epoch(epoch)``: per-epoch values (learning rate, ...) as a dict
+  for the log line;
+* ``end_epoch(epoch, global_step)``: evaluates and returns the extra fields
+  of the epoch's history record (at least ``val_loss``, ``val_<metric>``);
+* ``write_epoch_outputs(epoch, record)``, ``describe_epoch(record)``,
+  ``loop_key()`` and ``next_step_is_new()`` (defaults on ``Trainer``).
 
-``metric`` says what a trainer reports besides the loss: ``accuracy``
-(classifiers, from ``correct``) or ``perplexity`` (language models,
-``exp(loss)``).
+``trainer.metric`` says what is reported besides the loss: ``accuracy``
+(from ``correct``) or ``perplexity`` (``exp(loss)``).
 """
 
 from __future__ import annotations
@@ -34,111 +35,75 @@ import keras
 import tensorflow as tf
 
 from autonet_tf import progress
-from autonet_tf.distribute.strategy import is_chief
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
 from autonet_tf.io import run_dir
-from autonet_tf.training import precision
 from autonet_tf.tracking import checkpoint_variables, unreachable_variables
 
 log = logging.getLogger("autonet_tf")
 
 
-def sparse_ce(labels, logits):
-    """Per-example cross entropy from logits."""
-    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+class Controller:
+    """Checkpointed, logged epochs of one trainer; see the module docstring.
 
-
-def smoothed_ce(labels, logits, smoothing: float = 0.0):
-    """Per-example cross entropy against (1 - s) * one-hot + s / classes (s = 0: plain)."""
-    ce = sparse_ce(labels, logits)
-    if not smoothing:
-        return ce
-    log_p = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-    return (1.0 - smoothing) * tf.cast(ce, tf.float32) - smoothing * tf.reduce_mean(log_p, -1)
-
-
-def count_correct(labels, logits):
-    return tf.reduce_sum(tf.cast(
-        tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32))
-
-
-def capped_steps(steps: int, cap: int | None, too_few: str) -> int:
-    """Steps per epoch: ``steps`` capped by --max_steps_per_epoch (``cap``);
-    ``too_few`` is the error when not one step fits."""
-    if steps == 0:
-        raise UserInputError(too_few)
-    return min(steps, cap) if cap else steps
-
-
-def apply_summed(optimizer, summed_grads, variables, replicas: int) -> None:
-    """Applies gradients already summed over replicas with a Keras optimizer.
-
-    Keras optimizers sum gradients across replicas themselves, so each
-    replica hands over its share ``summed / replicas`` (re-scaled for a
-    LossScaleOptimizer, :func:`precision.apply`).
-    """
-    precision.apply(optimizer, summed_grads, variables, 1.0 / replicas)
-
-
-class EpochLoop:
-    """Checkpointed, logged epoch loop; see the module docstring.
-
-    Subclasses call ``_init_loop`` once the model and optimizers exist.
+    Args:
+      trainer: the trainer whose steps and hooks it runs (its ``strategy``,
+        ``chief``, ``batch_size``, ``metric`` and ``extra_metrics`` too).
+      config: the run config (``model_dir``, ``epochs``, ``seed``,
+        ``checkpoint_every``, ``log_every``, ``progress``, ``steps_per_loop``).
+      steps_per_epoch: training steps of one epoch.
+      **trackables: what the checkpoint holds besides the position (model,
+        optimizers, any state variables); every variable they own must be
+        reachable, else it refuses to start.
     """
 
-    #: per-step metrics averaged over the epoch besides loss/accuracy
-    extra_metrics: tuple[str, ...] = ()
-    #: 'accuracy' or 'perplexity'
-    metric: str = "accuracy"
-
-    def _metric_value(self, loss: float, correct: float, count: int) -> float:
-        if self.metric == "perplexity":
-            return math.exp(min(loss, 700.0))
-        return correct / (count * self.batch_size)
-
-    def _init_strategy(self, strategy, batch_size: int, strategy_name: str):
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.replicas = self.strategy.num_replicas_in_sync
-        self.chief = is_chief(self.strategy)
-        self.batch_size = batch_size
-        if batch_size % self.replicas:
-            raise UserInputError(
-                f"--batch_size={batch_size} must be divisible by the "
-                f"{self.replicas} replicas of --strategy={strategy_name}")
-
-    def _init_loop(self, model_dir: str, epochs: int, steps_per_epoch: int, seed: int,
-                   checkpoint_every: int, log_every: int, progress: bool,
-                   steps_per_loop: int = 1, **trackables):
-        self.model_dir = model_dir
-        self.epochs = epochs
+    def __init__(self, trainer, config, steps_per_epoch: int, **trackables):
+        self.trainer = trainer
+        self.strategy = trainer.strategy
+        self.chief = trainer.chief
+        self.metric = trainer.metric
+        self.model_dir = config.model_dir
+        self.epochs = config.epochs
         self.steps_per_epoch = steps_per_epoch
-        self.steps_per_loop = steps_per_loop
+        self.steps_per_loop = config.steps_per_loop
+        self.checkpoint_every = config.checkpoint_every
+        self.log_every = config.log_every
+        self.progress = config.progress
         self._looped = {}
-        self.seed = seed
-        self.checkpoint_every = checkpoint_every
-        self.log_every = log_every
-        self.progress = progress
+        self.extra_metrics = tuple(trainer.extra_metrics)
+        if any(isinstance(t, keras.optimizers.LossScaleOptimizer) for t in trackables.values()):
+            self.extra_metrics += ("skipped",)
         with self.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                              name="step_in_epoch")
-        if any(isinstance(t, keras.optimizers.LossScaleOptimizer) for t in trackables.values()):
-            self.extra_metrics = tuple(self.extra_metrics) + ("skipped",)
         self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, step_in_epoch=self.step_in_epoch,
                                               **trackables)
         missing = unreachable_variables(self.checkpoint, trackables.values())
         if missing:  # a programming error, never the user's: refuse to run unsaved
             raise RuntimeError(f"{len(missing)} variables would not be checkpointed, "
                                f"e.g. {missing[:3]}")
-        ckpt_dir = os.path.join(model_dir, "checkpoints")
+        ckpt_dir = os.path.join(self.model_dir, "checkpoints")
         if not self.chief:  # workers save to a scratch place, as tf.distribute expects
             task = self.strategy.cluster_resolver.task_id
-            ckpt_dir = os.path.join(model_dir, ".workers", f"worker_{task}")
+            ckpt_dir = os.path.join(self.model_dir, ".workers", f"worker_{task}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
+        self._writers = None
         # The preemption handler adds a variable to the checkpoint: create it first.
         self.preemption = self._preemption_handler()
         self.start_position = self._restore()
-        self._writers = None
+        self.history: list[dict] = []
+        self.already_complete = False
+        self.stop_requested = False
+
+    def metric_value(self, loss: float, correct: float, count: int) -> float:
+        """The reported metric of ``count`` steps' mean ``loss`` and summed ``correct``."""
+        if self.metric == "perplexity":
+            return math.exp(min(loss, 700.0))
+        return correct / (count * self.trainer.batch_size)
+
+    def request_stop(self, stop: bool = True) -> None:
+        """Ends the run after the current epoch (which counts as the last)."""
+        self.stop_requested = stop
 
     def _preemption_handler(self):
         """tf.distribute's PreemptionCheckpointHandler for a multi-worker cluster, else None.
@@ -165,11 +130,6 @@ class EpochLoop:
         return tf.distribute.experimental.PreemptionCheckpointHandler(
             resolver, self.manager,
             termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=preempted))
-
-    # ------------------------------------------------------------ reductions
-    def reduce_sum(self, outputs: dict) -> dict:
-        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                for k, v in outputs.items()}
 
     # ---------------------------------------------------------------- outputs
     def writer(self, name: str):
@@ -241,11 +201,11 @@ class EpochLoop:
         with self.writer("train").as_default(step=global_step):
             tf.summary.scalar("loss", out["loss"])
             tf.summary.scalar(self.metric,
-                              self._metric_value(out["loss"], out.get("correct", 0.0), 1))
+                              self.metric_value(out["loss"], out.get("correct", 0.0), 1))
             for k in self.extra_metrics:
                 tf.summary.scalar(k, out[k])
 
-    def run_epochs(self) -> list[dict]:
+    def run(self) -> list[dict]:
         """Runs (or resumes) every epoch; returns the history records."""
         if self.preemption is None:
             return self._run_epochs()
@@ -283,9 +243,9 @@ class EpochLoop:
         first_step = True
         short = {"accuracy": "acc", "perplexity": "ppl"}[self.metric]
         for epoch in range(start_epoch, self.epochs):
-            settings = self.begin_epoch(epoch)
+            settings = self.trainer.begin_epoch(epoch)
             skip = start_step if epoch == start_epoch else 0
-            iterators = self.epoch_iterators(epoch, skip)
+            iterators = self.trainer.epoch_iterators(epoch, skip)
             bar = None
             if self.progress and self.chief:
                 shown = ", ".join(f"{k} {v:.5g}" for k, v in settings.items())
@@ -324,7 +284,7 @@ class EpochLoop:
                 global_step = epoch * self.steps_per_epoch + step
                 if bar is not None:
                     bar.update(step, [("loss", sums["loss"] / done),
-                                      (short, self._metric_value(
+                                      (short, self.metric_value(
                                           sums["loss"] / done, sums["correct"], done))]
                                + [(k, sums[k] / done) for k in self.extra_metrics])
                 # one scalar per log_every steps: a call of n steps logs its mean
@@ -335,12 +295,12 @@ class EpochLoop:
                     self._save(epoch, step)
             done = max(self.steps_per_epoch - skip, 1)
             record = {"epoch": epoch + 1, "train_loss": sums["loss"] / done,
-                      f"train_{self.metric}": self._metric_value(
+                      f"train_{self.metric}": self.metric_value(
                           sums["loss"] / done, sums["correct"], done)}
             record.update({k: sums[k] / done for k in self.extra_metrics})
             record.update(settings)
             global_step = (epoch + 1) * self.steps_per_epoch
-            record.update(self.end_epoch(epoch, global_step))
+            record.update(self.trainer.end_epoch(epoch, global_step))
             record["seconds"] = round(time.time() - started, 3)
             if self.chief:
                 with self.writer("train").as_default(step=global_step):
@@ -353,8 +313,8 @@ class EpochLoop:
                     tf.summary.scalar(f"epoch_{self.metric}", record[f"val_{self.metric}"])
                 self.flush_writers()
                 self._write_history(record, history)
-                self.write_epoch_outputs(epoch + 1, record)
-                progress.say(f"  {self.describe_epoch(record)}")
+                self.trainer.write_epoch_outputs(epoch + 1, record)
+                progress.say(f"  {self.trainer.describe_epoch(record)}")
             if self.stop_requested:  # e.g. the collapse guard: the run is complete here
                 self._save(self.epochs, 0)
                 break
@@ -374,19 +334,15 @@ class EpochLoop:
         to_checkpoint = self.checkpoint_every - step % self.checkpoint_every
         return max(1, min(self.steps_per_loop, self.steps_per_epoch - step, to_checkpoint))
 
-    def loop_key(self):
-        """What selects the traced step (a trainer whose step changes says so)."""
-        return None
-
     def _looped_steps(self, keys: tuple):
         """The ``tf.function(n, *iterators)`` that runs ``train_step`` ``n`` times
         in one ``tf.while_loop`` and returns the summed metrics ``keys``."""
-        key = self.loop_key()
+        key = self.trainer.loop_key()
         fn = self._looped.get(key)
         if fn is None:
             def steps(n, *iterators):
                 def body(i, sums):
-                    out = self.train_step(*iterators)
+                    out = self.trainer.train_step(*iterators)
                     return i + 1, {k: sums[k] + tf.cast(out[k], tf.float32) if k in out
                                    else sums[k] for k in sums}
 
@@ -399,34 +355,11 @@ class EpochLoop:
     def _run_steps(self, n: int, iterators, sums: dict) -> dict:
         """Summed metrics of ``n`` steps: one ``train_step`` call, or the in-graph loop."""
         if self.steps_per_loop == 1:
-            return self.train_step(*iterators)
+            return self.trainer.train_step(*iterators)
         return self._looped_steps(tuple(sums))(tf.constant(n), *iterators)
 
     def _next_call_is_new(self) -> bool:
         if self.steps_per_loop == 1:
-            return self.next_step_is_new()
-        fn = self._looped.get(self.loop_key())
+            return self.trainer.next_step_is_new()
+        fn = self._looped.get(self.trainer.loop_key())
         return fn is None or fn.experimental_get_tracing_count() == 0
-
-    # ------------------------------------------------------------------ hooks
-    def begin_epoch(self, epoch: int) -> dict:
-        raise NotImplementedError
-
-    def epoch_iterators(self, epoch: int, skip: int) -> tuple:
-        raise NotImplementedError
-
-    def next_step_is_new(self) -> bool:
-        """Whether the next ``train_step`` call traces a new graph (besides the first)."""
-        return False
-
-    def end_epoch(self, epoch: int, global_step: int) -> dict:
-        """Returns at least ``val_loss`` and ``val_<metric>``."""
-        raise NotImplementedError
-
-    def write_epoch_outputs(self, epoch: int, record: dict) -> None:
-        """Chief only: files written after each epoch (besides history.jsonl)."""
-
-    def describe_epoch(self, record: dict) -> str:
-        if self.metric == "perplexity":
-            return f"val loss {record['val_loss']:.4f} ppl {record['val_perplexity']:.2f}"
-        return f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.4f}"
