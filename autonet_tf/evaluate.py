@@ -134,7 +134,7 @@ def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,
         probabilities = np.concatenate(parts)
     else:
         probabilities = model.predict(dataset.x_test, batch_size, strategy)
-    return score(probabilities, dataset.y_test, model.class_names)
+    return score(probabilities, dataset.test_labels(), model.class_names)
 
 
 def write_report(evaluation: Evaluation, output_dir: str) -> list[str]:

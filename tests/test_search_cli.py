@@ -139,6 +139,9 @@ def _npz(path, **overrides):
       "tfds build cifar10"]),
     (lambda t: ["--dataset=mnist", f"--data_dir={t}", "--nodownload"],
      ["not prepared in", "(--nodownload)", "tfds build mnist"]),
+    # ImageNet is prepared by tfds from the tar files the user downloads.
+    (lambda t: ["--dataset=imagenet2012", f"--data_dir={t / 'tfds'}"],
+     ["not prepared in", "files are not in", "ILSVRC2012_img_train.tar"]),
     (lambda t: ["--epochs=0"], ["--epochs=0 is invalid", "> 0"]),
     (lambda t: ["--order=third"], ["--order"]),
     (lambda t: ["--hessian=approx"], ["--hessian"]),

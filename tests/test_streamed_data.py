@@ -1,5 +1,6 @@
 """Streamed image folders and the ImageNet training recipe."""
 
+import dataclasses
 import json
 import os
 
@@ -118,3 +119,86 @@ def test_imagenet_network_trains_on_a_streamed_224_pixel_folder(tmp_path):
     assert os.path.isdir(run / "export" / "saved_model")
     meta = json.load(open(run / "export" / "metadata.json"))
     assert meta["input"]["shape"][1:] == [224, 224, 3]
+
+
+def test_worker_shards_decode_only_their_slice_of_every_global_batch(tmp_path):
+    root = _folder(tmp_path / "imgs", per_class=9)
+    ds = images.load(DataConfig(dataset=str(root), stream="on"), seed=1)
+    whole = _batches(ds, augment=True, skip_batches=1)
+    shards = [_batches(ds, augment=True, skip_batches=1, shard=(i, 2)) for i in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == len(whole) == len(ds.x_train) // 4 - 1
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards):
+        np.testing.assert_allclose(np.concatenate([x0, x1]), x, atol=1e-6)
+        np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
+    # Worker 0 never opens a file of worker 1's slices: make those unreadable.
+    order = np.random.default_rng([3, 1]).permutation(len(ds.x_train))
+    theirs = [k for k in range(len(order)) if (k % 4) // 2 == 1]
+    for k in theirs:
+        os.unlink(ds.x_train[order[k]])
+    again = _batches(ds, augment=True, skip_batches=1, shard=(0, 2))
+    for (xa, _), (xb, _) in zip(again, shards[0]):
+        np.testing.assert_allclose(xa, xb, atol=1e-6)
+
+
+def test_a_streamed_tfds_split_keeps_records_encoded_and_matches_memory():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        streamed = images.load(DataConfig(dataset="cifar10", stream="on"))
+        memory = images.load(DataConfig(dataset="cifar10", stream="off"))
+        auto = images.load(DataConfig(dataset="cifar10"))
+        assert streamed.streamed and not memory.streamed and not auto.streamed  # CIFAR fits
+        assert streamed.input_shape == memory.input_shape == (32, 32, 3)
+        assert len(streamed.x_train) == len(memory.x_train) == 40
+        assert streamed.x_train.records().element_spec[0].dtype == tf.string  # not decoded
+        np.testing.assert_array_equal(streamed.test_images(), memory.x_test)
+        np.testing.assert_array_equal(streamed.test_labels(), memory.y_test)
+        # In file order, no augmentation: the same batches as the arrays.
+        a = _batches(streamed, shuffle=False, drop_remainder=False)
+        b = _batches(memory, shuffle=False, drop_remainder=False)
+        for (xa, ya), (xb, yb) in zip(a, b):
+            np.testing.assert_allclose(xa, xb, atol=1e-6)
+            np.testing.assert_array_equal(ya, yb)
+        # Shuffled: every record once per epoch, another order each epoch, and a
+        # resumed epoch continues exactly.
+        shuffled = _batches(streamed, augment=True)
+        labels = np.concatenate([y for _, y in shuffled])
+        assert sorted(labels) == sorted(memory.y_train)
+        assert not np.array_equal(labels, memory.y_train)
+        resumed = _batches(streamed, augment=True, skip_batches=3)
+        for (xa, ya), (xb, yb) in zip(resumed, shuffled[3:]):
+            np.testing.assert_allclose(xa, xb, atol=1e-6)
+            np.testing.assert_array_equal(ya, yb)
+        # A subset by index (the search's weight/architecture split).
+        part = streamed.x_train[np.array([5, 1, 30])]
+        assert len(part) == 3
+        np.testing.assert_array_equal(part.labels(), memory.y_train[[1, 5, 30]])
+        np.testing.assert_array_equal(part.images((32, 32, 3)), memory.x_train[[1, 5, 30]])
+
+
+@pytest.mark.slow
+def test_search_and_training_run_and_continue_on_a_streamed_tfds_split(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from autonet_tf.configs import SearchConfig, TrainConfig
+    from autonet_tf.search import run_search
+    from autonet_tf.train import run_train
+
+    data = DataConfig(dataset="cifar10", stream="on")
+    with tfds.testing.mock_data(num_examples=48):
+        search = SearchConfig(data=data, model_dir=str(tmp_path / "s"), epochs=1,
+                              batch_size=8, layers=2, init_channels=4, steps=1, multiplier=1,
+                              max_steps_per_epoch=2, progress=False)
+        found = run_search(search)
+        history = [json.loads(line) for line in open(tmp_path / "s" / "history.jsonl")]
+        assert len(history) == 1 and np.isfinite(history[0]["val_loss"])
+        train = TrainConfig(data=data, model_dir=str(tmp_path / "t"), genotype="DARTS_V2",
+                            epochs=2, batch_size=8, layers=3, init_channels=4,
+                            cutout_length=0, max_steps_per_epoch=2, progress=False,
+                            export=False)
+        first = run_train(dataclasses.replace(train, epochs=1))
+        both = run_train(train)  # continues from epoch 1's checkpoint
+        assert [h["epoch"] for h in both.history] == [1, 2]
+        assert both.history[0] == first.history[0]
+        assert 0.0 <= both.history[1]["val_accuracy"] <= 1.0
+    assert found.genotype is not None

@@ -1,19 +1,21 @@
 """Image classification datasets: embedded, tfds, MedMNIST-style npz, image folders.
 
 Every source is read into an :class:`ImageDataset`: uint8 NHWC arrays in
-[0, 255] for a train and a test split, integer labels, class names and the
-per-channel mean/std used for normalisation. ``tf.data`` pipelines are built
+[0, 255] for a train and a test split (or, streamed, file paths or tfds
+records), integer labels, class names and the per-channel mean/std used for
+normalisation. ``tf.data`` pipelines are built
 from it by :mod:`autonet_tf.data.pipeline`.
 
 Sources (``DataConfig.dataset``):
 
 * ``digits`` (default, embedded): scikit-learn's 8x8 handwritten digits,
   1,797 images, 10 classes; works offline.
-* a tfds name: cifar10, cifar100, mnist, fashion_mnist, svhn_cropped, read
-  from ``--data_dir`` (tfds' default directory when unset). A dataset not
-  prepared there is downloaded and prepared by tfds (its own progress
-  output) unless ``DataConfig.download`` is off (``--nodownload``). Without
-  network this fails within seconds: the download host is checked first.
+* a tfds name: cifar10, cifar100, mnist, fashion_mnist, svhn_cropped,
+  imagenet2012, read from ``--data_dir`` (tfds' default directory when
+  unset); see :mod:`autonet_tf.data.tfds_source` for downloading and
+  preparing. Splits of more than 1 GiB of decoded images (ImageNet), or any
+  with ``--stream=on``, are streamed: the records stay encoded until the
+  input pipeline decodes them.
 * a path to an ``.npz`` file in the MedMNIST layout (train_images,
   train_labels, val_images, val_labels, test_images, test_labels).
 * a folder with one sub-folder of images per class.
@@ -27,19 +29,21 @@ import zipfile
 
 import numpy as np
 
-from autonet_tf import progress
 from autonet_tf.configs import DataConfig
 from autonet_tf.errors import UserInputError
 
-TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped")
+TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped",
+                 "imagenet2012")
 
 # Published normalisation constants (reference utils._data_transforms_cifar10
 # and the usual CIFAR-100 figures); other datasets use train-split statistics.
 KNOWN_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
-NATURAL_IMAGES = ("cifar10", "cifar100")
+NATURAL_IMAGES = ("cifar10", "cifar100", "imagenet2012")
+IMAGENET_SIZE = 224  # streamed images of varying size without --image_size
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
@@ -56,8 +60,9 @@ class ImageDataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     natural: bool = False  # flips and crops are label-preserving
-    # Streamed folders: x_train/x_test hold file paths and this is the shape
-    # every image is decoded to (None: the arrays' own shape).
+    # Streamed sources: x_train/x_test hold file paths, or are tfds records
+    # (a TfdsSplit, then also y_train/y_test: the records carry the labels),
+    # and this is the shape every image is decoded to (None: in memory).
     shape: tuple[int, int, int] | None = None
 
     @property
@@ -72,10 +77,16 @@ class ImageDataset:
         return self.shape is not None
 
     def test_images(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """uint8 test images ``[start:stop]`` (decoded from their files when streamed)."""
+        """uint8 test images ``[start:stop]`` (decoded from files or records when streamed)."""
         if not self.streamed:
             return self.x_test[start:stop]
+        if hasattr(self.x_test, "records"):
+            return self.x_test.images(self.shape, start, stop)
         return read_files(self.x_test[start:stop], self.shape)
+
+    def test_labels(self) -> np.ndarray:
+        """The test split's labels (read from the records of a streamed tfds split)."""
+        return self.y_test.labels() if hasattr(self.y_test, "labels") else self.y_test
 
     @property
     def num_classes(self) -> int:
@@ -88,7 +99,8 @@ def load(config: DataConfig, seed: int = 0) -> ImageDataset:
     if name == "digits":
         dataset = _digits(config.test_fraction, seed)
     elif name in TFDS_DATASETS:
-        dataset = _tfds(name, config.data_dir, config.download)
+        dataset = _tfds(name, config.data_dir, config.download, config.stream,
+                        config.image_size)
     elif name.endswith(".npz"):
         dataset = _npz(name)
     elif tf_isdir(name):
@@ -108,6 +120,40 @@ def _stats(name: str, x: np.ndarray):
     mean = pixels.mean(axis=0)
     std = np.maximum(pixels.std(axis=0), 1e-3)
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _tfds(name: str, data_dir: str | None, download: bool, stream: str,
+          image_size: int | None) -> ImageDataset:
+    """A prepared tfds dataset, in memory or streamed (``stream``: auto, on, off)."""
+    from autonet_tf.data import tfds_source
+
+    builder = tfds_source.prepared_builder(name, data_dir, download)
+    train_split, test_split = tfds_source.splits_of(name)
+    names = tfds_source.class_names(builder)
+    shape = tfds_source.image_feature_shape(builder)
+    train = tfds_source.TfdsSplit(builder, train_split)
+    if stream == "auto":
+        known = None not in shape
+        stream = "off" if known and len(train) * int(np.prod(shape)) <= STREAM_ABOVE_BYTES \
+            else "on"
+    if stream == "off":
+        (x_train, y_train), (x_test, y_test) = (
+            tfds_source.read_split(builder, s, name) for s in (train_split, test_split))
+        return _finish(name, x_train, y_train, x_test, y_test, names,
+                       natural=name in NATURAL_IMAGES)
+    test = tfds_source.TfdsSplit(builder, test_split)
+    for split in (train, test):
+        if len(split) == 0:
+            raise UserInputError(f"--dataset={name}: the {split.split!r} split is empty")
+    if None in shape or image_size:
+        side = image_size or IMAGENET_SIZE
+        shape = (side, side, shape[-1] or 3)
+    if name in KNOWN_STATS:
+        mean, std = KNOWN_STATS[name]
+    else:
+        mean, std = _stats(name, train.images(shape, 0, STATS_SAMPLE))
+    return ImageDataset(name, train, train, test, test, names, mean, std,
+                        natural=name in NATURAL_IMAGES, shape=tuple(int(d) for d in shape))
 
 
 def _split(x, y, test_fraction: float, seed: int):
@@ -132,89 +178,6 @@ def _digits(test_fraction: float, seed: int) -> ImageDataset:
     y = digits.target
     return _finish("digits", *_split(x, y, test_fraction, seed),
                    [str(c) for c in digits.target_names])
-
-
-# Where tfds downloads each dataset from (its builders' URLs).
-DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "cifar100": "www.cs.toronto.edu",
-                  "mnist": "storage.googleapis.com",
-                  "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
-                  "svhn_cropped": "ufldl.stanford.edu"}
-NETWORK_CHECK_S = 10.0  # longest wait for the download host before giving up
-
-
-def reachable(host: str, port: int = 443, timeout: float = NETWORK_CHECK_S) -> str | None:
-    """None when ``host:port`` accepts a connection within ``timeout`` s, else why not.
-
-    Name resolution can hang longer than any socket timeout, so the attempt
-    runs in a daemon thread that is abandoned at the deadline.
-    """
-    import socket
-    import threading
-
-    outcome = ["no answer within %g s" % timeout]
-
-    def attempt():
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                outcome[0] = None
-        except OSError as e:
-            outcome[0] = str(e) or type(e).__name__
-
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return outcome[0]
-
-
-def _tfds(name: str, data_dir: str | None, download: bool = True) -> ImageDataset:
-    import tensorflow_datasets as tfds
-
-    hint = (f"prepare it on a machine with network access (`tfds build {name} "
-            f"--data_dir=DIR`), copy DIR here and pass --data_dir=DIR")
-    import tensorflow as tf
-
-    if not download and data_dir is not None and not tf.io.gfile.isdir(data_dir):
-        raise UserInputError(f"--data_dir={data_dir!r} does not exist; {hint}")
-    where = data_dir or "the default tfds directory (~/tensorflow_datasets)"
-    from absl import logging as absl_logging
-
-    verbosity = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.ERROR)  # tfds warns about what it lacks
-    try:
-        splits, info = tfds.load(name, split=["train", "test"], data_dir=data_dir,
-                                 download=False, as_supervised=True, with_info=True)
-    except AssertionError:
-        if not download:
-            raise UserInputError(f"--dataset={name}: not prepared in {where} (--nodownload); "
-                                 f"{hint}") from None
-        host = DOWNLOAD_HOSTS.get(name, "storage.googleapis.com")
-        problem = reachable(host)
-        if problem:
-            raise UserInputError(f"--dataset={name}: not prepared in {where}, and downloading "
-                                 f"it failed (cannot reach {host}: {problem}); {hint}") from None
-        absl_logging.set_verbosity(verbosity)
-        progress.say(f"Downloading and preparing {name} into {where} (once) ...")
-        splits, info = tfds.load(name, split=["train", "test"], data_dir=data_dir,
-                                 download=True, as_supervised=True, with_info=True)
-    finally:
-        absl_logging.set_verbosity(verbosity)
-    (x_train, y_train), (x_test, y_test) = (_to_numpy(tfds, s, name, split_name)
-                                            for s, split_name in zip(splits, ("train", "test")))
-    label = info.features["label"]
-    names = list(label.names) if getattr(label, "names", None) else [
-        str(i) for i in range(label.num_classes)]
-    return _finish(name, x_train.astype(np.uint8), y_train, x_test.astype(np.uint8), y_test,
-                   names, natural=name in NATURAL_IMAGES)
-
-
-def _to_numpy(tfds, split, name: str, split_name: str):
-    images, labels = [], []
-    for x, y in tfds.as_numpy(split.batch(4096)):
-        images.append(x)
-        labels.append(y)
-    if not images:
-        raise UserInputError(f"--dataset={name}: the {split_name!r} split is empty")
-    return np.concatenate(images), np.concatenate(labels)
 
 
 NPZ_KEYS = ("train_images", "train_labels", "val_images", "val_labels", "test_images",

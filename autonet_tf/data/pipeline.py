@@ -44,9 +44,14 @@ def cutout(image, seed, length: int):
     return image * tf.cast(~inside, image.dtype)[..., None]
 
 
+def is_records(x) -> bool:
+    """Whether ``x`` is a record source (a streamed tfds split, ``records()``)."""
+    return hasattr(x, "records")
+
+
 def is_streamed(x) -> bool:
-    """Whether ``x`` holds image file paths (a streamed folder) rather than images."""
-    return np.asarray(x).dtype.kind in "USO"
+    """Whether ``x`` holds image file paths (a streamed folder) or records, not images."""
+    return is_records(x) or np.asarray(x).dtype.kind in "USO"
 
 
 def decode_file(path, shape, channels: int | None = None):
@@ -55,9 +60,14 @@ def decode_file(path, shape, channels: int | None = None):
     Resized to ``shape[:2]`` (bilinear) unless ``shape`` is None; the channel
     count is ``shape[2]`` (greyscale and RGB files convert).
     """
+    return decode_bytes(tf.io.read_file(path), shape, channels)
+
+
+def decode_bytes(data, shape, channels: int | None = None):
+    """One encoded image (the bytes of a file or of a tfds record) -> uint8 HxWxC,
+    resized as :func:`decode_file` says."""
     channels = channels if channels is not None else (shape[2] if shape else 0)
-    image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
-                               expand_animations=False)
+    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
     if shape is not None:
         image = tf.image.resize(image, shape[:2], antialias=True)
         image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
@@ -106,15 +116,23 @@ def center_crop(image, shape):
     return tf.image.resize_with_crop_or_pad(big, h, w)
 
 
+# Records a streamed tfds split shuffles among (a buffer of encoded images:
+# about 25 MB for CIFAR's PNGs, 1 GB for ImageNet's JPEGs).
+RECORD_SHUFFLE_BUFFER = 10_000
+
+
 def image_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, mean, std,
                   seed: int, epoch: int = 0, shuffle: bool = True, augment: bool = False,
                   flip: bool = True, cutout_length: int = 0, skip_batches: int = 0,
                   drop_remainder: bool = True, shape=None,
-                  recipe: str = "cifar") -> tf.data.Dataset:
+                  recipe: str = "cifar", shard: tuple[int, int] | None = None
+                  ) -> tf.data.Dataset:
     """Batches of (normalised float32 images, int32 labels) for one epoch.
 
     Args:
-      x, y: uint8 NHWC images and integer labels.
+      x, y: uint8 NHWC images and integer labels; or file paths (streamed
+        folders); or a record source (a streamed tfds split, whose records
+        carry their labels: ``y`` is not read).
       batch_size: global batch size.
       mean, std: per-channel normalisation (in [0, 1] units).
       seed, epoch: determine the shuffle order and the augmentation.
@@ -122,25 +140,53 @@ def image_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, mean, std,
         ``flip``; applied before normalisation as in the reference.
       cutout_length: cutout square side (0 = off), applied after normalisation.
       skip_batches: batches of this epoch already consumed (resume); skipped
-        before anything is read or decoded.
-      shape: (H, W, C) of the images; needed when ``x`` holds file paths
-        (streamed image folders: each file is read and decoded in the
-        pipeline, in parallel, so memory does not grow with the dataset).
+        before anything is decoded (images and paths: before anything is read).
+      shape: (H, W, C) of the images; needed when ``x`` holds file paths or
+        records (each is read and decoded in the pipeline, in parallel, so
+        memory does not grow with the dataset).
       recipe: 'cifar' (padded random crop + flip) or 'imagenet' (random
         resized crop + flip + colour jitter for training, resize and centre
         crop for evaluation, as train_imagenet.py).
+      shard: (index, count): keep only slice ``index`` of ``count`` equal
+        slices of every global batch, before it is decoded, and batch those
+        (batches of ``batch_size // count``). One input pipeline per worker
+        of a multi-worker strategy: together the workers read each global
+        batch once.
+
+    Images and file paths are shuffled by a full permutation drawn from
+    (seed, epoch); a record source streams its records in file order through
+    a shuffle buffer of ``RECORD_SHUFFLE_BUFFER`` seeded the same way. Both
+    orders are the same on every run, so a resumed epoch skips exactly the
+    batches already trained on.
     """
-    n = len(x)
-    order = np.arange(n)
-    if shuffle:
-        order = np.random.default_rng([seed, epoch]).permutation(n)
     streamed = is_streamed(x)
     if streamed and shape is None:
-        raise ValueError("image_batches: file paths need the image shape")
+        raise ValueError("image_batches: file paths and records need the image shape")
     shape = tuple(shape) if shape is not None else tuple(x.shape[1:])
-    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order].astype(np.int32))).enumerate()
+    if is_records(x):
+        ds = x.records()
+        if shuffle:
+            order_seed = int(np.random.default_rng([seed, epoch]).integers(1 << 31))
+            ds = ds.shuffle(min(len(x), RECORD_SHUFFLE_BUFFER), seed=order_seed,
+                            reshuffle_each_iteration=False)
+    else:
+        order = np.arange(len(x))
+        if shuffle:
+            order = np.random.default_rng([seed, epoch]).permutation(len(x))
+        ds = tf.data.Dataset.from_tensor_slices((x[order], y[order].astype(np.int32)))
+    ds = ds.enumerate()
+    if shard is not None:
+        index, count = shard
+        if batch_size % count or not drop_remainder:
+            raise ValueError(f"image_batches: shards need whole batches divisible by "
+                             f"{count} (batch {batch_size}, drop_remainder={drop_remainder})")
+        ds = ds.take(len(x) // batch_size * batch_size)  # every shard the same batches
     if skip_batches:
         ds = ds.skip(skip_batches * batch_size)
+    if shard is not None:
+        slice_size = batch_size // count
+        ds = ds.filter(lambda k, _: (k % batch_size) // slice_size == index)
+        batch_size = slice_size
     pad = max(1, shape[0] // 8) if augment else 0
     base_seed = tf.constant([seed, epoch], tf.int64)
     imagenet = recipe == "imagenet"
@@ -149,7 +195,8 @@ def image_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, mean, std,
         image, label = pair
         element_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
         if streamed:  # decoded here; the ImageNet recipe crops the full-size image
-            image = decode_file(image, None if imagenet else shape, channels=shape[2])
+            decode = decode_bytes if is_records(x) else decode_file
+            image = decode(image, None if imagenet else shape, channels=shape[2])
         if imagenet:
             image = tf.cast(image, tf.float32)
             if augment:

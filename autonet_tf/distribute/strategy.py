@@ -105,6 +105,18 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
+def input_workers(strategy: tf.distribute.Strategy) -> int:
+    """Processes that each run an input pipeline: the chief and workers of a
+    multi-worker cluster, else 1."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec() if resolver is not None else None
+    if not spec or not spec.jobs:
+        return 1
+    return sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs)
+
+
 def prepare_devices(strategy: str, num_devices: int | None) -> None:
     """For ``mirrored`` on a machine without GPUs, splits the CPU into ``num_devices``.
 

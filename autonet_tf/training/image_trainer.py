@@ -27,14 +27,27 @@ class ImageTrainer(Trainer):
                             shape=None, recipe: str = "cifar"):
         """A distributed ``tf.data`` epoch, deterministic in (seed, salt, epoch).
 
-        ``x`` holds images, or file paths that the pipeline reads and decodes
-        to ``shape`` (streamed image folders).
+        ``x`` holds images, file paths or records that the pipeline reads and
+        decodes to ``shape`` (streamed sources). Under a multi-worker
+        strategy the training batches come from one pipeline per worker that
+        reads and decodes only that worker's slice of every global batch;
+        evaluation passes (partial last batch) are sharded by tf.distribute.
         """
-        ds = pipeline.image_batches(
-            x, y, self.batch_size, mean=mean, std=std, seed=self.config.seed * 1000 + salt,
-            epoch=epoch, shuffle=shuffle, augment=augment and shuffle,
-            cutout_length=cutout_length if shuffle else 0, skip_batches=skip,
-            drop_remainder=drop_remainder, shape=shape, recipe=recipe)
+        def batches(shard=None):
+            return pipeline.image_batches(
+                x, y, self.batch_size, mean=mean, std=std,
+                seed=self.config.seed * 1000 + salt, epoch=epoch, shuffle=shuffle,
+                augment=augment and shuffle, cutout_length=cutout_length if shuffle else 0,
+                skip_batches=skip, drop_remainder=drop_remainder, shape=shape, recipe=recipe,
+                shard=shard)
+
+        if drop_remainder and self.workers > 1:
+            def per_worker(context):
+                ds = batches((context.input_pipeline_id, context.num_input_pipelines))
+                return ds.rebatch(context.get_per_replica_batch_size(self.batch_size))
+
+            return self.strategy.distribute_datasets_from_function(per_worker)
+        ds = batches()
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.DATA

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from autonet_tf.distribute.strategy import is_chief
+from autonet_tf.distribute.strategy import input_workers, is_chief
 from autonet_tf.errors import UserInputError
 from autonet_tf.training import precision
 from autonet_tf.training.controller import Controller
@@ -59,6 +59,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = self.strategy.num_replicas_in_sync
         self.chief = is_chief(self.strategy)
+        self.workers = input_workers(self.strategy)  # input pipelines (multi-worker: hosts)
         self.batch_size = config.batch_size
         if config.batch_size % self.replicas:
             raise UserInputError(
