@@ -129,8 +129,8 @@ def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,
             f"predicts {len(model.class_names)}")
     if dataset.streamed:  # decoded a chunk at a time: memory stays flat
         chunk = max(batch_size, 4096)
-        parts = [model.predict(dataset.test_images(i, i + chunk), batch_size, strategy)
-                 for i in range(0, len(dataset.x_test), chunk)]
+        parts = [model.predict(images, batch_size, strategy)
+                 for images in dataset.test_chunks(chunk)]
         probabilities = np.concatenate(parts)
     else:
         probabilities = model.predict(dataset.x_test, batch_size, strategy)

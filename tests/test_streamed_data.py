@@ -153,6 +153,8 @@ def test_a_streamed_tfds_split_keeps_records_encoded_and_matches_memory():
         assert streamed.x_train.records().element_spec[0].dtype == tf.string  # not decoded
         np.testing.assert_array_equal(streamed.test_images(), memory.x_test)
         np.testing.assert_array_equal(streamed.test_labels(), memory.y_test)
+        np.testing.assert_array_equal(np.concatenate(list(streamed.test_chunks(3))),
+                                      memory.x_test)  # one pass, chunks of 3
         # In file order, no augmentation: the same batches as the arrays.
         a = _batches(streamed, shuffle=False, drop_remainder=False)
         b = _batches(memory, shuffle=False, drop_remainder=False)

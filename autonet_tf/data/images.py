@@ -78,15 +78,30 @@ class ImageDataset:
 
     def test_images(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """uint8 test images ``[start:stop]`` (decoded from files or records when streamed)."""
+        from autonet_tf.data.pipeline import is_records
+
         if not self.streamed:
             return self.x_test[start:stop]
-        if hasattr(self.x_test, "records"):
+        if is_records(self.x_test):
             return self.x_test.images(self.shape, start, stop)
         return read_files(self.x_test[start:stop], self.shape)
 
+    def test_chunks(self, size: int):
+        """The test split as consecutive uint8 image arrays of up to ``size``,
+        decoded one chunk at a time when streamed (a record source in one pass)."""
+        from autonet_tf.data.pipeline import is_records
+
+        if is_records(self.x_test):
+            yield from self.x_test.image_chunks(self.shape, size)
+            return
+        for start in range(0, len(self.x_test), size):
+            yield self.test_images(start, start + size)
+
     def test_labels(self) -> np.ndarray:
         """The test split's labels (read from the records of a streamed tfds split)."""
-        return self.y_test.labels() if hasattr(self.y_test, "labels") else self.y_test
+        from autonet_tf.data.pipeline import is_records
+
+        return self.y_test.labels() if is_records(self.y_test) else self.y_test
 
     @property
     def num_classes(self) -> int:

@@ -181,10 +181,10 @@ def image_batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, mean, std,
             raise ValueError(f"image_batches: shards need whole batches divisible by "
                              f"{count} (batch {batch_size}, drop_remainder={drop_remainder})")
         ds = ds.take(len(x) // batch_size * batch_size)  # every shard the same batches
+        slice_size = batch_size // count
     if skip_batches:
         ds = ds.skip(skip_batches * batch_size)
-    if shard is not None:
-        slice_size = batch_size // count
+    if shard is not None:  # after the skip, which counts whole global batches
         ds = ds.filter(lambda k, _: (k % batch_size) // slice_size == index)
         batch_size = slice_size
     pad = max(1, shape[0] // 8) if augment else 0

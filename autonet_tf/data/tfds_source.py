@@ -196,13 +196,19 @@ class TfdsSplit:
             self._labels = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
         return self._labels
 
-    def images(self, shape, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """uint8 images ``[start:stop]`` of the kept records, decoded to ``shape``."""
+    def image_chunks(self, shape, size: int, start: int = 0, stop: int | None = None):
+        """uint8 images ``[start:stop]`` of the kept records, decoded to ``shape``,
+        as consecutive arrays of up to ``size`` images (one pass over the records)."""
         from autonet_tf.data.pipeline import decode_bytes
 
         stop = len(self) if stop is None else min(stop, len(self))
         ds = self.records().skip(start).take(max(stop - start, 0)).map(
             lambda image, _: decode_bytes(image, shape), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True).batch(256)
-        parts = [b.numpy() for b in ds]
+            deterministic=True).batch(size)
+        for batch in ds:
+            yield batch.numpy()
+
+    def images(self, shape, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """uint8 images ``[start:stop]`` of the kept records, decoded to ``shape``."""
+        parts = list(self.image_chunks(shape, 256, start, stop))
         return np.concatenate(parts) if parts else np.zeros((0,) + tuple(shape), np.uint8)

@@ -125,7 +125,7 @@ class LanguageModelTrainer(Trainer):
         if skip == 0:
             self._reset_hidden()
         schedule = text.window_schedule(self.train_rows.shape[1], cfg.bptt,
-                                        self.steps_per_epoch, cfg.seed, epoch,
+                                        self.loop.steps_per_epoch, cfg.seed, epoch,
                                         cfg.variable_bptt, cfg.max_seq_len_delta)
         return (iter([(epoch, step, start, seq_len)
                       for step, (start, seq_len) in enumerate(schedule)][skip:]),)
@@ -135,7 +135,7 @@ class LanguageModelTrainer(Trainer):
         lr = self.config.learning_rate * seq_len / self.config.bptt
         self.weight_optimizer.learning_rate.assign(lr)
         window = self.train_rows[:, start:start + seq_len + 1]
-        seed = np.array([self.config.seed, epoch * self.steps_per_epoch + step], np.int64)
+        seed = np.array([self.config.seed, epoch * self.loop.steps_per_epoch + step], np.int64)
         return self.window_step(window, start, seed)
 
     # ------------------------------------------------------------- evaluation

@@ -68,7 +68,6 @@ class Trainer:
 
     def _start_loop(self, steps_per_epoch: int, **trackables) -> None:
         """The last step of construction: the controller over ``trackables``."""
-        self.steps_per_epoch = steps_per_epoch
         self.loop = Controller(self, self.config, steps_per_epoch, **trackables)
 
     def reduce_sum(self, outputs: dict) -> dict:
