@@ -22,7 +22,7 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 GUARD_OFF_DATASETS = ("cifar10", "digits")
 HESSIANS = ("finite_difference", "exact")
 #: how the supernet's edges are traced (models.cnn_search.SearchNetwork)
-TRACE_SHARING = ("inline", "call", "off")
+TRACE_SHARING = ("batched", "inline", "call", "off")
 
 
 def _check(condition: bool, name: str, value: Any, expected: str) -> None:
@@ -193,7 +193,7 @@ class SearchConfig(RuntimeConfig):
     sync_batchnorm: bool = True  # BN statistics over the global batch
     # 'inline': trace each distinct edge once, inlined; 'call': keep the calls
     # (fastest first step, slower steps); 'off': trace every edge.
-    trace_sharing: str = "inline"
+    trace_sharing: str = "batched"
 
     def validate(self) -> None:
         self.data.validate()

@@ -24,7 +24,8 @@ import tensorflow as tf
 from autonet_tf.configs import TRACE_SHARING
 from autonet_tf.models.shared_traces import SharedTraces, sharing_off
 from autonet_tf.search_space import genotypes
-from autonet_tf.search_space.ops import batch_norm, cell_preprocessing, make_op
+from autonet_tf.models.edge_batching import mix_edges
+from autonet_tf.search_space.ops import batch_norm, cell_preprocessing, channel_shuffle, make_op
 from autonet_tf.tracking import CheckpointCollections
 
 _PACKAGE = "autonet_tf"
@@ -102,15 +103,6 @@ class MixedOp(CheckpointCollections, keras.layers.Layer):
         return config
 
 
-def channel_shuffle(x, groups: int):
-    """Interleaves ``groups`` channel groups (NHWC), as ShuffleNet and PC-DARTS do."""
-    shape = tf.shape(x)
-    c = x.shape[-1]
-    x = tf.reshape(x, tf.concat([shape[:-1], [groups, c // groups]], 0))
-    x = tf.transpose(x, [0, 1, 2, 4, 3])
-    return tf.reshape(x, tf.concat([shape[:-1], [c]], 0))
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SearchCell(CheckpointCollections, keras.layers.Layer):
     """A DARTS search cell: ``steps`` nodes, each a sum of MixedOps over all predecessors."""
@@ -118,10 +110,12 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
     def __init__(self, filters: int, reduction: bool, reduction_prev: bool,
                  steps: int = genotypes.DEFAULT_STEPS, multiplier: int = 4,
                  primitives: Sequence[str] = genotypes.PRIMITIVES,
-                 sync_bn: bool = False, partial_channels: int = 1, **kwargs):
+                 sync_bn: bool = False, partial_channels: int = 1,
+                 batched_edges: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.partial_channels = partial_channels
+        self.batched_edges = batched_edges
         self.reduction = reduction
         self.reduction_prev = reduction_prev
         self.steps = steps
@@ -144,6 +138,41 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
         """``edge_weights``: PC-DARTS' per-edge weights (normalised betas), or None."""
         states = [self.preprocess0(s0, training=training),
                   self.preprocess1(s1, training=training)]
+        if self.batched_edges and self.__dict__.get("_edges_built"):
+            return self._batched_nodes(states, weights, edge_weights, training)
+        out = self._edge_by_edge(states, weights, edge_weights, training)
+        self.__dict__["_edges_built"] = True  # the edges' variables exist now
+        return out
+
+    def _batched_nodes(self, states, weights, edge_weights, training):
+        """The nodes with the edges of each state run together (models/edge_batching)."""
+        terms = [[] for _ in range(self.steps)]
+
+        def feed(j):  # state j is ready: its edges to every later node, at once
+            nodes = [i for i in range(self.steps) if j < 2 + i]
+            if not nodes:
+                return
+            index = [self._edge_index(i, j) for i in nodes]
+            mixed = mix_edges([self.edges[e] for e in index], states[j],
+                              tf.gather(weights, index), training)
+            if edge_weights is not None:
+                mixed = tf.cast(tf.gather(edge_weights, index), mixed.dtype)[:, None] * mixed
+            for i, term in zip(nodes, tf.unstack(mixed, axis=-2)):
+                terms[i].append(term)
+
+        feed(0)
+        feed(1)
+        for i in range(self.steps):
+            states.append(tf.add_n(terms[i]))
+            feed(2 + i)
+        return tf.concat(states[-self.multiplier:], axis=-1)
+
+    @staticmethod
+    def _edge_index(node: int, state: int) -> int:
+        """Index in ``edges`` of the edge from ``state`` to ``node``."""
+        return sum(2 + i for i in range(node)) + state
+
+    def _edge_by_edge(self, states, weights, edge_weights, training):
         offset = 0
         for _ in range(self.steps):
             node = None
@@ -161,7 +190,8 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
         config.update(filters=self.filters, reduction=self.reduction,
                       reduction_prev=self.reduction_prev, steps=self.steps,
                       multiplier=self.multiplier, primitives=list(self.primitives),
-                      sync_bn=self.sync_bn, partial_channels=self.partial_channels)
+                      sync_bn=self.sync_bn, partial_channels=self.partial_channels,
+                      batched_edges=self.batched_edges)
         return config
 
 
@@ -199,7 +229,7 @@ class SearchNetwork(CheckpointCollections, keras.Model):
                  stem_multiplier: int = 3,
                  primitives: Sequence[str] = genotypes.PRIMITIVES,
                  sync_bn: bool = False, alpha_init_scale: float = 1e-3,
-                 seed: int | None = None, trace_sharing: str = "inline",
+                 seed: int | None = None, trace_sharing: str = "batched",
                  partial_channels: int = 1, edge_normalization: bool = False, **kwargs):
         super().__init__(**kwargs)
         if "none" not in primitives:
@@ -220,6 +250,13 @@ class SearchNetwork(CheckpointCollections, keras.Model):
         self.stem_conv = keras.layers.Conv2D(stem_multiplier * init_channels, 3,
                                              padding="same", use_bias=False)
         self.stem_bn = batch_norm(True, sync_bn)
+        if trace_sharing not in TRACE_SHARING:
+            raise ValueError(f"trace_sharing must be one of {TRACE_SHARING}, "
+                             f"got {trace_sharing!r}")
+        # Shared edge functions cannot hold the cross-replica all-reduce of
+        # synchronised BatchNorm; batched edges can.
+        self.trace_sharing = ("off" if sync_bn and trace_sharing in ("inline", "call")
+                              else trace_sharing)
         self.cells = []
         channels = init_channels
         reduction_prev = False
@@ -230,13 +267,11 @@ class SearchNetwork(CheckpointCollections, keras.Model):
                 channels *= 2
             self.cells.append(SearchCell(channels, reduction, reduction_prev, steps,
                                          multiplier, self.primitives, sync_bn,
-                                         partial_channels, name=f"cell_{i}"))
+                                         partial_channels,
+                                         batched_edges=self.trace_sharing == "batched",
+                                         name=f"cell_{i}"))
             reduction_prev = reduction
-        if trace_sharing not in TRACE_SHARING:
-            raise ValueError(f"trace_sharing must be one of {TRACE_SHARING}, "
-                             f"got {trace_sharing!r}")
-        self.trace_sharing = "off" if sync_bn else trace_sharing
-        if self.trace_sharing != "off":
+        if self.trace_sharing in ("inline", "call"):
             # Not tracked by Keras: a cache of traced functions, not a layer.
             self.__dict__["shared_traces"] = SharedTraces(inline=self.trace_sharing == "inline")
             for cell in self.cells:

@@ -82,51 +82,11 @@ class BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if self.axis not in (-1, len(inputs.shape) - 1):
             return super().call(inputs, training=training, mask=mask)
-        channels = inputs.shape[-1]
-        scale = (tf.convert_to_tensor(self.gamma) if self.scale
-                 else tf.ones([channels], tf.float32))
-        offset = (tf.convert_to_tensor(self.beta) if self.center
-                  else tf.zeros([channels], tf.float32))
-        moving_mean = tf.convert_to_tensor(self.moving_mean)
-        moving_variance = tf.convert_to_tensor(self.moving_variance)
-        train = bool(training) and self.trainable
-        fused = len(inputs.shape) == 4 and inputs.dtype != tf.float64
-        if (train and self.synchronized) or not fused:
-            # Explicit moments: no stop_gradient (unlike Keras), so nested
-            # tapes give exact second derivatives; statistics over the global
-            # batch when synchronised; the fused kernel has no float64.
-            if train:
-                axes = list(range(len(inputs.shape) - 1))
-                count = tf.cast(tf.size(inputs) // channels, tf.float32)
-                mean, variance, count = _moments(inputs, axes, count, self.synchronized)
-                unbiased = variance * tf.cast(count / tf.maximum(count - 1.0, 1.0),
-                                              variance.dtype)
-                self._update_moving(mean, unbiased)
-            else:
-                mean, variance = moving_mean, moving_variance
-            return tf.nn.batch_normalization(
-                inputs, tf.cast(mean, inputs.dtype), tf.cast(variance, inputs.dtype),
-                tf.cast(offset, inputs.dtype), tf.cast(scale, inputs.dtype), self.epsilon)
-        if train:
-            # With exponential_avg_factor the fused op returns the updated
-            # moving statistics (PyTorch semantics: unbiased batch variance).
-            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, scale, offset, mean=moving_mean, variance=moving_variance,
-                epsilon=self.epsilon, is_training=True,
-                exponential_avg_factor=1.0 - self.momentum)
-            self.moving_mean.assign(mean)
-            self.moving_variance.assign(variance)
-            return outputs
-        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, scale, offset, mean=moving_mean, variance=moving_variance,
-            epsilon=self.epsilon, is_training=False)
+        outputs, updated = normalize([self], inputs, training)
+        if updated is not None:
+            self.moving_mean.assign(updated[0])
+            self.moving_variance.assign(updated[1])
         return outputs
-
-    def _update_moving(self, mean, variance):
-        m = self.momentum
-        self.moving_mean.assign(self.moving_mean * m + tf.cast(mean, self.moving_mean.dtype) * (1 - m))
-        self.moving_variance.assign(
-            self.moving_variance * m + tf.cast(variance, self.moving_variance.dtype) * (1 - m))
 
     def get_config(self):
         config = super().get_config()
@@ -134,6 +94,71 @@ class BatchNorm(keras.layers.BatchNormalization):
         config.pop("scale", None)
         config["affine"] = self.center and self.scale
         return config
+
+
+def normalize(layers, inputs, training):
+    """BatchNorm of ``inputs`` by the layers' settings; returns (outputs, updated).
+
+    ``layers`` are :class:`BatchNorm` layers of equal settings whose channels,
+    side by side, are the channels of ``inputs`` (one layer: a plain
+    BatchNorm; several: the edges of a batched group, see
+    :mod:`~autonet_tf.models.edge_batching`). ``updated`` is the new (moving
+    mean, moving variance), concatenated in layer order, when the statistics
+    are updated (training), else None. Nothing is assigned here.
+    """
+    layer = layers[0]
+    channels = inputs.shape[-1]
+
+    def joined(attr):
+        values = [tf.convert_to_tensor(getattr(bn, attr)) for bn in layers]
+        return values[0] if len(values) == 1 else tf.concat(values, 0)
+
+    scale = joined("gamma") if layer.scale else tf.ones([channels], tf.float32)
+    offset = joined("beta") if layer.center else tf.zeros([channels], tf.float32)
+    moving_mean, moving_variance = joined("moving_mean"), joined("moving_variance")
+    train = bool(training) and layer.trainable
+    fused = len(inputs.shape) == 4 and inputs.dtype != tf.float64
+    if (train and layer.synchronized) or not fused:
+        # Explicit moments: no stop_gradient (unlike Keras), so nested
+        # tapes give exact second derivatives; statistics over the global
+        # batch when synchronised; the fused kernel has no float64.
+        updated = None
+        if train:
+            axes = list(range(len(inputs.shape) - 1))
+            count = tf.cast(tf.size(inputs) // channels, tf.float32)
+            mean, variance, count = _moments(inputs, axes, count, layer.synchronized)
+            unbiased = variance * tf.cast(count / tf.maximum(count - 1.0, 1.0), variance.dtype)
+            m = layer.momentum
+            updated = (moving_mean * m + tf.cast(mean, moving_mean.dtype) * (1 - m),
+                       moving_variance * m + tf.cast(unbiased, moving_variance.dtype) * (1 - m))
+        else:
+            mean, variance = moving_mean, moving_variance
+        outputs = tf.nn.batch_normalization(
+            inputs, tf.cast(mean, inputs.dtype), tf.cast(variance, inputs.dtype),
+            tf.cast(offset, inputs.dtype), tf.cast(scale, inputs.dtype), layer.epsilon)
+        return outputs, updated
+    if train:
+        # With exponential_avg_factor the fused op returns the updated
+        # moving statistics (PyTorch semantics: unbiased batch variance).
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, scale, offset, mean=moving_mean, variance=moving_variance,
+            epsilon=layer.epsilon, is_training=True,
+            exponential_avg_factor=1.0 - layer.momentum)
+        return outputs, (mean, variance)
+    outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        inputs, scale, offset, mean=moving_mean, variance=moving_variance,
+        epsilon=layer.epsilon, is_training=False)
+    return outputs, None
+
+
+def channel_shuffle(x, groups: int):
+    """Interleaves ``groups`` channel groups of the last axis, as ShuffleNet and PC-DARTS do."""
+    inner = list(x.shape[1:-1])  # static; the batch may not be
+    c = x.shape[-1]
+    rank = len(x.shape)
+    x = tf.reshape(x, [-1] + inner + [groups, c // groups])
+    x = tf.transpose(x, list(range(rank - 1)) + [rank, rank - 1])
+    return tf.reshape(x, [-1] + inner + [c])
 
 
 def _pad(x, pad: int):
@@ -220,12 +245,16 @@ class DilConv(_Op):
         self.bn = batch_norm(self.affine, self.sync_bn)
 
     def call(self, x, training=None):
+        return self.bn(self.conv(self.conv_input(x)), training=training)
+
+    def conv_input(self, x):
+        """ReLU, then the subsampling or padding the convolution expects."""
         x = tf.nn.relu(x)
         if self._subsample_first:
-            x = x[:, ::2, ::2, :]
-        elif self._explicit_pad:
-            x = _pad(x, self.dilation * (self.kernel_size - 1) // 2)
-        return self.bn(self.conv(x), training=training)
+            return x[:, ::2, ::2, :]
+        if self._explicit_pad:
+            return _pad(x, self.dilation * (self.kernel_size - 1) // 2)
+        return x
 
     def get_config(self):
         config = super().get_config()
@@ -299,10 +328,15 @@ class FactorizedReduce(_Op):
         self.bn = batch_norm(self.affine, self.sync_bn)
 
     def call(self, x, training=None):
-        x = tf.nn.relu(x)
-        shifted = tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
+        x, shifted = self.conv_inputs(x)
         out = tf.concat([self.conv_1(x), self.conv_2(shifted)], axis=-1)
         return self.bn(out, training=training)
+
+    @staticmethod
+    def conv_inputs(x):
+        """(ReLU(x), the same shifted by one row and column): the two convs' inputs."""
+        x = tf.nn.relu(x)
+        return x, tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]])[:, 1:, 1:, :]
 
     def get_config(self):
         config = super().get_config()
@@ -327,6 +361,13 @@ class Pool(_Op):
         self.bn = batch_norm(False, self.sync_bn) if bn else None
 
     def call(self, x, training=None):
+        out = self.pooled(x)
+        if self.bn is not None:
+            out = self.bn(out, training=training)
+        return out
+
+    def pooled(self, x):
+        """The pooling alone (without the BatchNorm that may follow)."""
         if self.stride == 1:
             # SAME padding at stride 1 is symmetric; TF's SAME average
             # pooling already excludes the padded cells.
@@ -340,8 +381,6 @@ class Pool(_Op):
             ones = tf.ones_like(x[:1, :, :, :1])
             counts = tf.nn.avg_pool2d(_pad(ones, 1), 3, 2, "VALID")
             out = tf.nn.avg_pool2d(_pad(x, 1), 3, 2, "VALID") / counts
-        if self.bn is not None:
-            out = self.bn(out, training=training)
         return out
 
     def get_config(self):
