@@ -216,11 +216,13 @@ class SearchNetwork(CheckpointCollections, keras.Model):
         replicas compute what one device computes on the global batch.
       alpha_init_scale: alphas start as scale * N(0, 1) (reference: 1e-3).
       seed: seed of the alpha initialiser.
-      trace_sharing: 'inline' (default) traces each distinct edge once and
-        calls it with every edge's weights, inlined into the step graph;
-        'call' keeps the calls (shortest first step, slower steps); 'off'
-        traces every edge (:mod:`~autonet_tf.models.shared_traces`). Same
-        results either way. Off under synchronised BatchNorm (its
+      trace_sharing: 'batched' (default) runs the edges that read one state
+        together, one op per candidate (:mod:`~autonet_tf.models.edge_batching`);
+        'inline' traces each distinct edge once and calls it with every
+        edge's weights, inlined into the step graph; 'call' keeps the calls
+        (shortest first step, slower steps); 'off' traces every edge
+        (:mod:`~autonet_tf.models.shared_traces`). Same results either way.
+        'inline' and 'call' become 'off' under synchronised BatchNorm (its
         cross-replica all-reduce cannot run in a called function).
     """
 

@@ -83,9 +83,10 @@ with cli_flags.only_for("cnn"):  # CNN cells only
     flags.DEFINE_integer("guard_window", _D.guard_window, "Collapse guard: epochs per "
                          "eigenvalue mean.")
     flags.DEFINE_enum("trace_sharing", _D.trace_sharing, list(TRACE_SHARING),
-                      "How the supernet's edges are traced: 'inline' traces each distinct edge "
-                      "once and inlines it (default); 'call' keeps one call per edge (shortest "
-                      "first step, slower steps: for short runs); 'off' traces every edge.")
+                      "How the supernet's edges are traced: 'batched' (default) runs the edges "
+                      "that read one state together; 'inline' traces each distinct edge once "
+                      "and inlines it; 'call' keeps one call per edge (shortest first step, "
+                      "slower steps: for short runs); 'off' traces every edge.")
 cli_flags.define_data_flags()
 cli_flags.define_runtime_flags(_D.checkpoint_every)
 cli_flags.define_config_file_flags()
