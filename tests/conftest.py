@@ -87,3 +87,23 @@ def run_bin_with_mock_tfds(script, *args, num_examples=80, timeout=900):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=timeout,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def stateless_training_step(model):
+    """A traced ``(x, y) -> (loss, gradients, new non-trainable values)`` of a classifier,
+    through ``model.stateless_call`` (nothing is assigned)."""
+    import keras
+    import tensorflow as tf
+
+    @tf.function(autograph=False)
+    def step(x, y):
+        trainable = [v.value for v in model.trainable_variables]
+        state = [v.value for v in model.non_trainable_variables]
+        with tf.GradientTape() as tape:
+            tape.watch(trainable)
+            logits, new_state = model.stateless_call(trainable, state, x, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                y, logits, from_logits=True))
+        return loss, tape.gradient(loss, trainable), new_state
+
+    return step

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import stateless_training_step
+
 from autonet_tf.models.cnn_search import MixedOp, SearchCell, SearchNetwork, reduction_layers
 from autonet_tf.search_space import ops
 from autonet_tf.search_space.genotypes import PRIMITIVES
@@ -134,18 +136,7 @@ def test_shared_edge_traces_give_the_same_losses_gradients_and_statistics(sharin
         keras.utils.set_random_seed(1)
         model = SearchNetwork(3, 4, 3, steps=2, multiplier=2, trace_sharing=mode)
         model(tf.zeros((1, 8, 8, 3)), training=False)
-
-        @tf.function(autograph=False)
-        def step(x, y):
-            trainable = [v.value for v in model.trainable_variables]
-            state = [v.value for v in model.non_trainable_variables]
-            with tf.GradientTape() as tape:
-                tape.watch(trainable)
-                logits, new_state = model.stateless_call(trainable, state, x, training=True)
-                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                    y, logits, from_logits=True))
-            return loss, tape.gradient(loss, trainable), new_state
-
+        step = stateless_training_step(model)
         loss, grads, state = step(x, y)
         results.append((loss, grads, state, model(x, training=False)))
         if mode != "off":

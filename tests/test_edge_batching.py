@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import stateless_training_step
+
 from autonet_tf.models import edge_batching
 from autonet_tf.models.cnn_search import SearchNetwork
 
@@ -16,16 +18,7 @@ def _run(mode, pc_darts, x, y):
                           partial_channels=2 if pc_darts else 1, edge_normalization=pc_darts)
     model(tf.zeros((1, 9, 9, 3)), training=False)
 
-    @tf.function(autograph=False)
-    def stateless_step(x, y):
-        trainable = [v.value for v in model.trainable_variables]
-        state = [v.value for v in model.non_trainable_variables]
-        with tf.GradientTape() as tape:
-            tape.watch(trainable)
-            logits, new_state = model.stateless_call(trainable, state, x, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                y, logits, from_logits=True))
-        return loss, tape.gradient(loss, trainable), new_state
+    stateless_step = stateless_training_step(model)
 
     @tf.function(autograph=False)
     def stateful_step(x):  # assigns the BatchNorm statistics to the variables
