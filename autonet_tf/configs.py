@@ -191,8 +191,9 @@ class SearchConfig(RuntimeConfig):
     hessian: str = "finite_difference"
     seed: int = 2  # train_search.py --seed
     sync_batchnorm: bool = True  # BN statistics over the global batch
-    # 'inline': trace each distinct edge once, inlined; 'call': keep the calls
-    # (fastest first step, slower steps); 'off': trace every edge.
+    # 'batched': the edges reading one state run together; 'inline': trace each
+    # distinct edge once, inlined; 'call': keep the calls (fastest first step,
+    # slower steps); 'off': trace every edge.
     trace_sharing: str = "batched"
 
     def validate(self) -> None:

@@ -147,12 +147,13 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
     def _batched_nodes(self, states, weights, edge_weights, training):
         """The nodes with the edges of each state run together (models/edge_batching)."""
         terms = [[] for _ in range(self.steps)]
+        first_edge = [rows.start for rows in genotypes.node_slices(self.steps)]
 
         def feed(j):  # state j is ready: its edges to every later node, at once
             nodes = [i for i in range(self.steps) if j < 2 + i]
             if not nodes:
                 return
-            index = [self._edge_index(i, j) for i in nodes]
+            index = [first_edge[i] + j for i in nodes]
             mixed = mix_edges([self.edges[e] for e in index], states[j],
                               tf.gather(weights, index), training)
             if edge_weights is not None:
@@ -166,11 +167,6 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
             states.append(tf.add_n(terms[i]))
             feed(2 + i)
         return tf.concat(states[-self.multiplier:], axis=-1)
-
-    @staticmethod
-    def _edge_index(node: int, state: int) -> int:
-        """Index in ``edges`` of the edge from ``state`` to ``node``."""
-        return sum(2 + i for i in range(node)) + state
 
     def _edge_by_edge(self, states, weights, edge_weights, training):
         offset = 0

@@ -32,7 +32,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from autonet_tf.search_space.ops import (DilConv, FactorizedReduce, Identity, Pool, SepConv,
-                                         channel_shuffle, normalize)
+                                         assign_statistics, channel_shuffle, normalize)
 
 
 def _value(variable, dtype):
@@ -48,10 +48,7 @@ def _side_by_side(variables, axis, dtype):
 def _norm(layers, x, training):
     """BatchNorm of the k edges' channels side by side; updates each edge's statistics."""
     out, updated = normalize(layers, x, training)
-    if updated is not None:
-        for name, joined in zip(("moving_mean", "moving_variance"), updated):
-            for bn, part in zip(layers, tf.split(joined, len(layers))):
-                getattr(bn, name).assign(part)
+    assign_statistics(layers, updated)
     return out
 
 

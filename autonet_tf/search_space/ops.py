@@ -83,9 +83,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         if self.axis not in (-1, len(inputs.shape) - 1):
             return super().call(inputs, training=training, mask=mask)
         outputs, updated = normalize([self], inputs, training)
-        if updated is not None:
-            self.moving_mean.assign(updated[0])
-            self.moving_variance.assign(updated[1])
+        assign_statistics([self], updated)
         return outputs
 
     def get_config(self):
@@ -149,6 +147,16 @@ def normalize(layers, inputs, training):
         inputs, scale, offset, mean=moving_mean, variance=moving_variance,
         epsilon=layer.epsilon, is_training=False)
     return outputs, None
+
+
+def assign_statistics(layers, updated) -> None:
+    """Assigns :func:`normalize`'s ``updated`` statistics (None: nothing) to each layer's share."""
+    if updated is None:
+        return
+    for name, joined in zip(("moving_mean", "moving_variance"), updated):
+        parts = [joined] if len(layers) == 1 else tf.split(joined, len(layers))
+        for bn, part in zip(layers, parts):
+            getattr(bn, name).assign(part)
 
 
 def channel_shuffle(x, groups: int):
