@@ -138,7 +138,7 @@ class SearchCell(CheckpointCollections, keras.layers.Layer):
         """``edge_weights``: PC-DARTS' per-edge weights (normalised betas), or None."""
         states = [self.preprocess0(s0, training=training),
                   self.preprocess1(s1, training=training)]
-        if self.batched_edges and self.__dict__.get("_edges_built"):
+        if self.batched_edges and self.__dict__.get("_edges_built") and not sharing_off():
             return self._batched_nodes(states, weights, edge_weights, training)
         out = self._edge_by_edge(states, weights, edge_weights, training)
         self.__dict__["_edges_built"] = True  # the edges' variables exist now

@@ -68,7 +68,8 @@ def weights_frozen() -> bool:
 
 
 def unshared():
-    """Edges traced inside this block are traced on their own (no shared function).
+    """Edges traced inside this block are traced on their own (no shared
+    function, no batched edges).
 
     For second derivatives (the exact Hessian-vector products): through the
     shared edge functions, inlined or called, TensorFlow returns wrong

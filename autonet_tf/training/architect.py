@@ -49,6 +49,10 @@ from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.shared_traces import frozen_weights, unshared
 from autonet_tf.training import precision
 
+#: TensorFlow's executor that runs a function's kernels one at a time
+SEQUENTIAL_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
+
+
 class StatelessGradients:
     """Loss and gradients of a model evaluated at given weight/alpha tensors.
 
@@ -87,9 +91,10 @@ class StatelessGradients:
         self._order = [slots[id(v)] for v in model.trainable_variables]
         self.model = model
         self.batch_loss = batch_loss
-        def traced(method, **settings):
+        def traced(method, attributes=None, **settings):
             fn = functools.partial(method, **settings)
-            return (tf.function(fn, jit_compile=jit_compile, autograph=False)
+            return (tf.function(fn, jit_compile=jit_compile, autograph=False,
+                                experimental_attributes=attributes)
                     if traced_once else fn)
 
         self._fn = self._fn_alphas = traced(self._compute, weight_gradients=True)
@@ -98,7 +103,9 @@ class StatelessGradients:
         # traced variant would only lengthen the first step.
         if getattr(model, "trace_sharing", None) == "call":
             self._fn_alphas = traced(self._compute, weight_gradients=False)
-        self._products = {along: traced(self._product, along=along)
+        # Kept as calls, so that they run on the one-thread executor (see
+        # second_derivative).
+        self._products = {along: traced(self._product, {"_noinline": True}, along=along)
                           for along in ("weights", "alphas")}
 
     def _non_trainable_values(self) -> list:
@@ -170,8 +177,13 @@ class StatelessGradients:
         the alpha Hessian the collapse guard watches. No step size to choose
         (a finite difference steps across ReLU and max-pool kinks).
         """
-        return self._products[along](list(weights), list(alphas), list(vector), batch,
-                                     self._non_trainable_values(), loss_scale)
+        # The double-backprop graph runs one kernel at a time: with TensorFlow's
+        # parallel executor about 1 in 10 products came out wrong (0.1-0.5
+        # relative error, on 2 CPU cores, oneDNN on or off), never with one
+        # inter-op thread or this executor (0 of 80; same speed here).
+        with tf.experimental.function_executor_type(SEQUENTIAL_EXECUTOR):
+            return self._products[along](list(weights), list(alphas), list(vector), batch,
+                                         self._non_trainable_values(), loss_scale)
 
     def __call__(self, weights, alphas, batch, loss_scale=None, weight_gradients=True):
         """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients.
