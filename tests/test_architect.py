@@ -179,6 +179,30 @@ def test_momentum_sgd_follows_pytorch_rule():
     np.testing.assert_allclose(var.numpy(), w, rtol=1e-6)
 
 
+def test_momentum_sgd_updates_variables_of_one_shape_together_by_the_same_rule():
+    rng = np.random.default_rng(0)
+    shapes = [(3, 3, 4, 1), (2,), (3, 3, 4, 1), (1, 1, 4, 8), (2,)]
+    w = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    variables = [tf.Variable(x) for x in w]
+    opt = MomentumSGD(0.1, momentum=0.9, l2=0.01)
+    step = tf.function(lambda g: opt.apply(g, variables), autograph=False)
+    buf = [np.zeros(s, np.float32) for s in shapes]
+    for lr in (0.1, 0.05, 0.02):
+        g = [rng.normal(size=s).astype(np.float32) for s in shapes]
+        opt.learning_rate.assign(lr)
+        step([tf.constant(x) for x in g])
+        buf = [0.9 * b + (x + 0.01 * v) for b, x, v in zip(buf, g, w)]
+        w = [v - lr * b for v, b in zip(w, buf)]
+    for var, want, b in zip(variables, w, buf):
+        np.testing.assert_allclose(var.numpy(), want, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(opt.momentum_buffer(var).numpy(), b, rtol=1e-6, atol=1e-7)
+    graph = step.get_concrete_function([tf.zeros(s) for s in shapes]).graph
+    kinds = [op.type for op in graph.get_operations()]
+    # three shapes: one stacked update each, not one update per variable
+    assert kinds.count("Unpack") == 2 * 3
+    assert kinds.count("AssignSubVariableOp") == 0
+
+
 def _float32_supernet_errors():
     """Relative errors of both exact products (weights, alphas) against eager nested tapes."""
     keras.utils.set_random_seed(0)

@@ -47,6 +47,7 @@ import tensorflow as tf
 from autonet_tf.configs import HESSIANS
 from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.shared_traces import frozen_weights, unshared
+from autonet_tf.training.by_shape import map_by_shape
 from autonet_tf.training import precision
 
 #: TensorFlow's executor that runs a function's kernels one at a time
@@ -242,13 +243,15 @@ class Architect:
     def virtual_weights(self, weights, grad_weights, learning_rate):
         """w' = w - xi (momentum * buf + grad_w L_train + wd * w) (no assignment)."""
         opt = self.weight_optimizer
-        out = []
-        for var, w, g in zip(self.weight_variables, weights, grad_weights):
-            step = opt.momentum * tf.convert_to_tensor(opt.momentum_buffer(var)) + g
+
+        def rule(w, g, buf):
+            step = opt.momentum * buf + g
             if opt.l2:
                 step = step + opt.l2 * w
-            out.append(w - tf.cast(learning_rate, w.dtype) * step)
-        return out
+            return w - tf.cast(learning_rate, w.dtype) * step
+
+        buffers = [tf.convert_to_tensor(opt.momentum_buffer(var)) for var in self.weight_variables]
+        return map_by_shape(rule, list(weights), list(grad_weights), buffers)
 
     def gradients(self, train_batch, val_batch):
         """Returns (validation loss, alpha gradients summed over replicas, outputs).
@@ -291,8 +294,11 @@ class Architect:
                 weights, alphas, vector, train_batch, loss_scale))
         norm = tf.linalg.global_norm(vector)
         radius = self.epsilon / tf.maximum(norm, 1e-12)
-        plus = [w + tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]
-        minus = [w - tf.cast(radius, w.dtype) * v for w, v in zip(weights, vector)]
+        def points(w, v):
+            step = tf.cast(radius, w.dtype) * v
+            return w + step, w - step
+
+        plus, minus = map_by_shape(points, list(weights), list(vector))
         _, _, g_plus, _, _ = self.grads(plus, alphas, train_batch, loss_scale,
                                         weight_gradients=False)
         _, _, g_minus, _, _ = self.grads(minus, alphas, train_batch, loss_scale,
