@@ -47,8 +47,13 @@ import tensorflow as tf
 from autonet_tf.configs import HESSIANS
 from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.shared_traces import frozen_weights, unshared
-from autonet_tf.training.by_shape import map_by_shape
+from autonet_tf.training.by_shape import clip_by_global_norm, global_norm, map_by_shape
 from autonet_tf.training import precision
+
+def _given(values, read):
+    """``values`` as a list, or ``read()`` when None."""
+    return read() if values is None else list(values)
+
 
 #: TensorFlow's executor that runs a function's kernels one at a time
 SEQUENTIAL_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
@@ -109,7 +114,7 @@ class StatelessGradients:
         self._products = {along: traced(self._product, {"_noinline": True}, along=along)
                           for along in ("weights", "alphas")}
 
-    def _non_trainable_values(self) -> list:
+    def non_trainable_values(self) -> list:
         """The model's non-trainable values (BatchNorm statistics) as tensors."""
         return [tf.convert_to_tensor(v.value) for v in self.model.non_trainable_variables]
 
@@ -118,7 +123,7 @@ class StatelessGradients:
         source = {"w": list(weights), "a": list(alphas)}
         trainable = [source[kind][i] for kind, i in self._order]
         if non_trainable is None:
-            non_trainable = self._non_trainable_values()
+            non_trainable = self.non_trainable_values()
         updated = []
 
         def call(*inputs, **kwargs):
@@ -169,7 +174,7 @@ class StatelessGradients:
         return precision.unscale(product, loss_scale)
 
     def second_derivative(self, weights, alphas, vector, batch, loss_scale=None,
-                          along: str = "weights"):
+                          along: str = "weights", non_trainable=None):
         """An exact Hessian-vector product of the loss (no finite difference).
 
         ``along='weights'``: the mixed term ``grad_a grad_w L . v`` (``v``
@@ -184,16 +189,21 @@ class StatelessGradients:
         # inter-op thread or this executor (0 of 80; same speed here).
         with tf.experimental.function_executor_type(SEQUENTIAL_EXECUTOR):
             return self._products[along](list(weights), list(alphas), list(vector), batch,
-                                         self._non_trainable_values(), loss_scale)
+                                         _given(non_trainable, self.non_trainable_values),
+                                         loss_scale)
 
-    def __call__(self, weights, alphas, batch, loss_scale=None, weight_gradients=True):
+    def __call__(self, weights, alphas, batch, loss_scale=None, weight_gradients=True,
+                 non_trainable=None):
         """``loss_scale``: differentiate ``loss * loss_scale`` (float16), return true gradients.
 
         ``weight_gradients=False``: the caller does not use the weight
         gradients (they may be None, or pruned from the graph).
+        ``non_trainable``: the BatchNorm statistics the caller has read already
+        (each read is a graph node per variable); None reads them.
         """
         fn = self._fn if weight_gradients else self._fn_alphas
-        return fn(list(weights), list(alphas), batch, self._non_trainable_values(), loss_scale)
+        return fn(list(weights), list(alphas), batch,
+                  _given(non_trainable, self.non_trainable_values), loss_scale)
 
 
 class Architect:
@@ -237,8 +247,13 @@ class Architect:
 
     def values(self):
         """Current (weights, alphas) as tensors."""
-        return ([tf.convert_to_tensor(v.value) for v in self.weight_variables],
-                [tf.convert_to_tensor(v.value) for v in self.arch_variables])
+        return self.weight_values(), self.alpha_values()
+
+    def weight_values(self) -> list:
+        return [tf.convert_to_tensor(v.value) for v in self.weight_variables]
+
+    def alpha_values(self) -> list:
+        return [tf.convert_to_tensor(v.value) for v in self.arch_variables]
 
     def virtual_weights(self, weights, grad_weights, learning_rate):
         """w' = w - xi (momentum * buf + grad_w L_train + wd * w) (no assignment)."""
@@ -253,37 +268,46 @@ class Architect:
         buffers = [tf.convert_to_tensor(opt.momentum_buffer(var)) for var in self.weight_variables]
         return map_by_shape(rule, list(weights), list(grad_weights), buffers)
 
-    def gradients(self, train_batch, val_batch):
+    def gradients(self, train_batch, val_batch, weights=None, non_trainable=None):
         """Returns (validation loss, alpha gradients summed over replicas, outputs).
 
         ``outputs`` are the model outputs of the validation pass (at ``w``
         for first order, at ``w'`` for second order), e.g. the next hidden
-        state of a recurrent model.
+        state of a recurrent model. ``weights``, ``non_trainable``: the
+        current weights and BatchNorm statistics when the caller has read
+        them already (the weight step that follows reuses them: the
+        architecture step changes neither); None reads them.
         """
-        weights, alphas = self.values()
+        alphas = self.alpha_values()
+        weights = _given(weights, self.weight_values)
+        non_trainable = _given(non_trainable, self.grads.non_trainable_values)
         scale = self.loss_scale()
         if self.order == "first":
             loss, _, g_alpha, outputs, _ = self.grads(weights, alphas, val_batch, scale,
-                                                      weight_gradients=False)
+                                                      weight_gradients=False,
+                                                      non_trainable=non_trainable)
             return loss, all_reduce_sum(g_alpha), outputs
         lr = tf.convert_to_tensor(self.weight_optimizer.learning_rate)
-        _, g_train, _, _, _ = self.grads(weights, alphas, train_batch, scale)
+        _, g_train, _, _, _ = self.grads(weights, alphas, train_batch, scale,
+                                         non_trainable=non_trainable)
         g_train = all_reduce_sum(g_train)
         step = lr
         if self.virtual_clip:
-            norm = tf.linalg.global_norm(g_train)
-            g_train, _ = tf.clip_by_global_norm(g_train, self.virtual_clip, use_norm=norm)
+            g_train, norm = clip_by_global_norm(g_train, self.virtual_clip)
             step = lr * tf.cast(self.virtual_clip / tf.maximum(norm, self.virtual_clip),
                                 lr.dtype)
         unrolled = self.virtual_weights(weights, g_train, lr)
-        val_loss, v, g_alpha, outputs, _ = self.grads(unrolled, alphas, val_batch, scale)
+        val_loss, v, g_alpha, outputs, _ = self.grads(unrolled, alphas, val_batch, scale,
+                                                      non_trainable=non_trainable)
         reduced = all_reduce_sum(list(g_alpha) + list(v))
         g_alpha, v = reduced[:len(alphas)], reduced[len(alphas):]
-        hessian = self.hessian_vector_product(weights, alphas, v, train_batch, scale)
+        hessian = self.hessian_vector_product(weights, alphas, v, train_batch, scale,
+                                              non_trainable)
         return (val_loss, [g - tf.cast(step, g.dtype) * h for g, h in zip(g_alpha, hessian)],
                 outputs)
 
-    def hessian_vector_product(self, weights, alphas, vector, train_batch, loss_scale=None):
+    def hessian_vector_product(self, weights, alphas, vector, train_batch, loss_scale=None,
+                               non_trainable=None):
         """grad_alpha grad_w L_train times ``vector``, summed over replicas.
 
         'finite_difference': ``(grad_a L(w + R v) - grad_a L(w - R v)) / (2 R)``,
@@ -291,8 +315,8 @@ class Architect:
         """
         if self.hessian == "exact":
             return all_reduce_sum(self.grads.second_derivative(
-                weights, alphas, vector, train_batch, loss_scale))
-        norm = tf.linalg.global_norm(vector)
+                weights, alphas, vector, train_batch, loss_scale, non_trainable=non_trainable))
+        norm = global_norm(vector)
         radius = self.epsilon / tf.maximum(norm, 1e-12)
         def points(w, v):
             step = tf.cast(radius, w.dtype) * v
@@ -300,8 +324,8 @@ class Architect:
 
         plus, minus = map_by_shape(points, list(weights), list(vector))
         _, _, g_plus, _, _ = self.grads(plus, alphas, train_batch, loss_scale,
-                                        weight_gradients=False)
+                                        weight_gradients=False, non_trainable=non_trainable)
         _, _, g_minus, _, _ = self.grads(minus, alphas, train_batch, loss_scale,
-                                         weight_gradients=False)
+                                         weight_gradients=False, non_trainable=non_trainable)
         g_plus, g_minus = all_reduce_sum(g_plus), all_reduce_sum(g_minus)
         return [(p - m) / tf.cast(2.0 * radius, p.dtype) for p, m in zip(g_plus, g_minus)]

@@ -21,6 +21,7 @@ from autonet_tf.models.cnn_eval import build_network
 from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.seeding import seeded
+from autonet_tf.training import by_shape
 from autonet_tf.training.image_trainer import ImageTrainer
 from autonet_tf.training.losses import count_correct, smoothed_ce
 from autonet_tf.training.trainer import apply_summed, capped_steps
@@ -114,7 +115,7 @@ class NetworkTrainer(ImageTrainer):
             scale = precision.loss_scale(self.optimizer)
             total = precision.scale_loss(total, scale)
         grads = all_reduce_sum(precision.unscale(tape.gradient(total, variables), scale))
-        grads, norm = tf.clip_by_global_norm(grads, cfg.grad_clip)
+        grads, norm = by_shape.clip_by_global_norm(grads, cfg.grad_clip)
         apply_summed(self.optimizer, grads, variables, self.replicas)
         out = {"loss": loss, "correct": count_correct(y, logits),
                **precision.norm_metrics(norm, self.optimizer, self.replicas)}

@@ -27,6 +27,7 @@ from autonet_tf.configs import RNNSearchConfig
 from autonet_tf.data import text
 from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.rnn import RNNLanguageModel
+from autonet_tf.training import by_shape
 from autonet_tf.training.architect import Architect, StatelessGradients
 from autonet_tf.seeding import seeded
 from autonet_tf.training.lm_trainer import LanguageModelTrainer
@@ -75,20 +76,25 @@ class RNNSearchTrainer(SearchCommon, LanguageModelTrainer):
         seeds = tf.random.experimental.stateless_split(seed, 2)
         train = self.replica_batch(train_window, self.hidden["train"], seeds[0], cfg.tar_beta)
         search = self.replica_batch(search_window, self.hidden["search"], seeds[1], 0.0)
-        arch_loss, arch_grads, (search_hidden, _) = self.architect.gradients(train, search)
+        # Weights and BatchNorm statistics read once for both steps (the
+        # architecture step changes neither).
+        weights = self.architect.weight_values()
+        state = self.gradients.non_trainable_values()
+        arch_loss, arch_grads, (search_hidden, _) = self.architect.gradients(
+            train, search, weights, state)
         self.store_hidden(self.hidden["search"], search_hidden)
         self._apply_arch_gradients(arch_grads)
 
-        weights, alphas = self.architect.values()
-        _, grads, _, (hidden, nll), state = self.gradients(weights, alphas, train,
-                                                           loss_scale(self.weight_optimizer))
+        _, grads, _, (hidden, nll), state = self.gradients(
+            weights, self.architect.alpha_values(), train, loss_scale(self.weight_optimizer),
+            non_trainable=state)
         # BatchNorm statistics: each replica's moments, averaged over replicas.
         state = all_reduce_sum(state)
         for variable, value in zip(self.model.non_trainable_variables, state):
             variable.assign(value / self.replicas)
         self.store_hidden(self.hidden["train"], hidden)
         grads = all_reduce_sum(grads)
-        grads, norm = tf.clip_by_global_norm(grads, cfg.grad_clip)
+        grads, norm = by_shape.clip_by_global_norm(grads, cfg.grad_clip)
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
         return {"loss": nll, "arch_loss": arch_loss,
                 **precision.norm_metrics(norm, self.weight_optimizer, self.replicas)}

@@ -27,6 +27,7 @@ from autonet_tf.models.rnn import RNNLanguageModel
 from autonet_tf.search_space.rnn_genotypes import RecurrentGenotype
 from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.seeding import seeded
+from autonet_tf.training import by_shape
 from autonet_tf.training.lm_trainer import LanguageModelTrainer
 from autonet_tf.training.trainer import apply_summed
 from autonet_tf.training.optimizers import MomentumSGD
@@ -108,7 +109,7 @@ class RNNTrainer(LanguageModelTrainer):
         grads = precision.unscale(tape.gradient(loss, self.weight_variables), scale)
         self.store_hidden(self.hidden["train"], hidden)
         grads = all_reduce_sum(grads)
-        grads, norm = tf.clip_by_global_norm(grads, self.config.grad_clip)
+        grads, norm = by_shape.clip_by_global_norm(grads, self.config.grad_clip)
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
         return {"loss": nll, **precision.norm_metrics(norm, self.weight_optimizer, self.replicas)}
 

@@ -31,6 +31,7 @@ from autonet_tf.data.images import ImageDataset
 from autonet_tf.distribute.reduce import all_reduce_sum
 from autonet_tf.models.cnn_search import SearchNetwork
 from autonet_tf.search_space.genotypes import Genotype
+from autonet_tf.training import by_shape
 from autonet_tf.training.architect import Architect, StatelessGradients
 from autonet_tf.training.collapse_guard import CollapseGuard, cell_counts, largest_eigenvalue
 from autonet_tf.seeding import seeded
@@ -113,27 +114,34 @@ class SearchTrainer(SearchCommon, ImageTrainer):
         return loss, logits
 
     def _replica_step(self, train_batch, val_batch):
-        val_loss, arch_grads, _ = self.architect.gradients(train_batch, val_batch)
+        # Weights and BatchNorm statistics read once for both steps (the
+        # architecture step changes neither): a read is a graph node per variable.
+        weights = self.architect.weight_values()
+        state = self.gradients.non_trainable_values()
+        val_loss, arch_grads, _ = self.architect.gradients(train_batch, val_batch, weights, state)
         self._apply_arch_gradients(arch_grads)
-        return {**self._weight_replica_step(train_batch), "arch_loss": val_loss}
+        return {**self._weight_replica_step(train_batch, weights, state), "arch_loss": val_loss}
 
     def _train_step(self, train_iterator, val_iterator):
         return self.reduce_sum(self.strategy.run(
             self._replica_step, args=(next(train_iterator), next(val_iterator))))
 
-    def _weight_replica_step(self, train_batch):
+    def _weight_replica_step(self, train_batch, weights=None, state=None):
         """The weight step, at the current alphas (alone during the architecture warm-up).
 
         The same traced pass as the architecture step's; it is the only pass
-        whose BatchNorm statistics are kept.
+        whose BatchNorm statistics are kept. ``weights``, ``state``: the
+        current weights and statistics if already read (None: read them).
         """
-        weights, alphas = self.architect.values()
-        loss, grads, _, logits, state = self.gradients(weights, alphas, train_batch,
-                                                       loss_scale(self.weight_optimizer))
+        if weights is None:
+            weights = self.architect.weight_values()
+        loss, grads, _, logits, state = self.gradients(
+            weights, self.architect.alpha_values(), train_batch,
+            loss_scale(self.weight_optimizer), non_trainable=state)
         for variable, value in zip(self.model.non_trainable_variables, state):
             variable.assign(value)
         grads = all_reduce_sum(grads)
-        grads, norm = tf.clip_by_global_norm(grads, self.config.grad_clip)
+        grads, norm = by_shape.clip_by_global_norm(grads, self.config.grad_clip)
         apply_summed(self.weight_optimizer, grads, self.weight_variables, self.replicas)
         return {"loss": loss, "arch_loss": tf.zeros_like(loss),
                 "correct": count_correct(train_batch[1], logits),
