@@ -117,11 +117,10 @@ def test_finite_difference_hvp_matches_nested_tapes(float64):
 @pytest.mark.process
 @pytest.mark.parametrize("trace_sharing", ["inline", "call"])
 def test_exact_hvp_matches_nested_tapes(trace_sharing):
-    # Computed in a fresh process (float64, as the fixture sets it): inside a
-    # test worker that has run other tests first, TensorFlow has returned a
-    # different double-backprop product (relative errors 0.04 to 0.52 in some
-    # suite runs) while every fresh process agrees with the nested tapes to
-    # about 3e-15. The cause is not found yet; docs/testing.md says so.
+    # Computed in a fresh process (float64, as the fixture sets it). With
+    # TensorFlow's parallel executor about 1 product in 10 came out 0.04-0.52
+    # off (a race, in fresh processes too); the product now runs on the
+    # single-threaded executor, which this test checks (docs/testing.md).
     code = ("import sys, keras; sys.path.insert(0, 'tests'); "
             "keras.config.set_floatx('float64'); keras.config.set_dtype_policy('float64'); "
             "import test_architect as t; "
