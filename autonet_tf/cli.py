@@ -141,36 +141,25 @@ def _import_tensorflow_quietly() -> None:
                 print(line, file=sys.stderr)
 
 
-def avoid_onednn_faults(network: str | None, image_size: int | None = None,
-                        hessian: str | None = None) -> None:
-    """Turns TensorFlow's oneDNN CPU kernels off where they fail (before TF starts).
+def avoid_onednn_crash(network: str, image_size: int | None = None) -> None:
+    """Turns TensorFlow's oneDNN CPU kernels off for the ImageNet network (before TF starts).
 
-    * The ImageNet network: TensorFlow 2.21's oneDNN Conv2DBackpropFilter
-      corrupts the heap (segfault or "double free") for inputs of 192 pixels
-      and up on AVX-512 CPUs; its plain kernels train it. ``--network=auto``
-      picks the ImageNet network for inputs of 128 pixels and up, so an
-      ``--image_size`` that large counts too (without it, the image size is
-      not known before TensorFlow starts).
-    * ``--hessian=exact``: with oneDNN, the float32 double-backprop product
-      of the supernet came out 0.1-0.7 off in about a third of fresh
-      processes (the same wrong value on every call within the process);
-      with oneDNN off it agreed with nested tapes every time.
-
-    GPU and TPU kernels are unaffected. A TF_ENABLE_ONEDNN_OPTS the user set
-    is kept.
+    TensorFlow 2.21's oneDNN Conv2DBackpropFilter corrupts the heap (segfault
+    or "double free") on the ImageNet network for inputs of 192 pixels and
+    up on AVX-512 CPUs; its plain kernels train it. GPU and TPU kernels are
+    unaffected. A TF_ENABLE_ONEDNN_OPTS the user set is kept. ``--network=auto``
+    picks the ImageNet network for inputs of 128 pixels and up, so an
+    ``--image_size`` that large counts too (without it, the image size is not
+    known before TensorFlow starts).
     """
     imagenet = network == "imagenet" or (network == "auto" and (image_size or 0) >= 128)
-    exact = hessian == "exact"
-    if not (imagenet or exact) or "TF_ENABLE_ONEDNN_OPTS" in os.environ:
+    if not imagenet or "TF_ENABLE_ONEDNN_OPTS" in os.environ:
         return
     if "tensorflow" in sys.modules:
         return  # too late to change: TensorFlow is running already
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    why = ("for the ImageNet network (TensorFlow 2.21's oneDNN convolution gradient crashes "
-           "on it" if imagenet else
-           "for --hessian=exact (TensorFlow 2.21's oneDNN kernels give wrong float32 second "
-           "derivatives in some processes")
-    print(f"Note: oneDNN CPU kernels off {why}; set TF_ENABLE_ONEDNN_OPTS=1 to force them)",
+    print("Note: oneDNN CPU kernels off for the ImageNet network (TensorFlow 2.21's oneDNN "
+          "convolution gradient crashes on it; set TF_ENABLE_ONEDNN_OPTS=1 to force them)",
           flush=True)
 
 
@@ -186,9 +175,9 @@ def run(main) -> None:
         if len(argv) > 1:
             fail(f"unexpected positional arguments {argv[1:]}; all options are --flags")
         _check_path_flags()
-        avoid_onednn_faults(
-            *(flags.FLAGS[name].value if name in flags.FLAGS else None
-              for name in ("network", "image_size", "hessian")))
+        if "network" in flags.FLAGS:
+            avoid_onednn_crash(flags.FLAGS.network, flags.FLAGS["image_size"].value
+                               if "image_size" in flags.FLAGS else None)
         _import_tensorflow_quietly()
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines

@@ -65,15 +65,14 @@ def test_installed_console_programs_run_without_the_checkout(tmp_path, name, fla
     assert f"  {flag}\n" in proc.stdout
 
 
-@pytest.mark.parametrize("network, image_size, hessian, turned_off", [
-    ("imagenet", None, None, True), ("auto", 224, None, True), ("auto", 128, None, True),
-    ("auto", 64, None, False), ("auto", None, None, False), ("cifar", 224, None, False),
-    (None, None, "exact", True), (None, None, "finite_difference", False)])
+@pytest.mark.parametrize("network, image_size, turned_off", [
+    ("imagenet", None, True), ("auto", 224, True), ("auto", 128, True), ("auto", 64, False),
+    ("auto", None, False), ("cifar", 224, False)])
 @pytest.mark.process
-def test_onednn_is_turned_off_only_for_the_imagenet_network_and_exact_hessians(
-        network, image_size, hessian, turned_off):
+def test_onednn_is_turned_off_only_where_the_imagenet_network_trains(network, image_size,
+                                                                     turned_off):
     code = ("import os, autonet_tf.cli as c; os.environ.pop('TF_ENABLE_ONEDNN_OPTS', None); "
-            f"c.avoid_onednn_faults({network!r}, {image_size!r}, {hessian!r}); "
+            f"c.avoid_onednn_crash({network!r}, {image_size!r}); "
             "print('OFF' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'ON')")
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
