@@ -186,7 +186,7 @@ class StatelessGradients:
         # The double-backprop graph runs one kernel at a time: with TensorFlow's
         # parallel executor about 1 in 10 products came out wrong (0.1-0.5
         # relative error, on 2 CPU cores, oneDNN on or off), never with one
-        # inter-op thread or this executor (0 of 80; same speed here).
+        # inter-op thread or this executor (0 of 160; same speed here).
         with tf.experimental.function_executor_type(SEQUENTIAL_EXECUTOR):
             return self._products[along](list(weights), list(alphas), list(vector), batch,
                                          _given(non_trainable, self.non_trainable_values),
