@@ -258,15 +258,9 @@ class Architect:
     def virtual_weights(self, weights, grad_weights, learning_rate):
         """w' = w - xi (momentum * buf + grad_w L_train + wd * w) (no assignment)."""
         opt = self.weight_optimizer
-
-        def rule(w, g, buf):
-            step = opt.momentum * buf + g
-            if opt.l2:
-                step = step + opt.l2 * w
-            return w - tf.cast(learning_rate, w.dtype) * step
-
         buffers = [tf.convert_to_tensor(opt.momentum_buffer(var)) for var in self.weight_variables]
-        return map_by_shape(rule, list(weights), list(grad_weights), buffers)
+        return map_by_shape(lambda w, g, buf: opt.rule(w, g, buf, learning_rate)[1],
+                            list(weights), list(grad_weights), buffers)
 
     def gradients(self, train_batch, val_batch, weights=None, non_trainable=None):
         """Returns (validation loss, alpha gradients summed over replicas, outputs).

@@ -24,6 +24,21 @@ def _groups(tensors: Sequence) -> list:
     return list(groups.values())
 
 
+def _stacked(tensors: Sequence) -> list:
+    """``(indices, stack)`` for each distinct shape of ``tensors``."""
+    tensors = list(tensors)
+    return [(members, tf.stack([tensors[i] for i in members])) for members in _groups(tensors)]
+
+
+def _unstacked(groups, count: int) -> list:
+    """The tensors of ``[(indices, stack), ...]`` back in input order."""
+    out = [None] * count
+    for members, stack in groups:
+        for i, piece in zip(members, tf.unstack(stack)):
+            out[i] = piece
+    return out
+
+
 def map_by_shape(rule: Callable, *tensor_lists: Sequence):
     """``rule`` applied elementwise to parallel lists of tensors, one stack per shape.
 
@@ -48,13 +63,22 @@ def map_by_shape(rule: Callable, *tensor_lists: Sequence):
         single = not isinstance(out, (tuple, list))
         outs = (out,) if single else tuple(out)
         if results is None:
-            results = [[None] * len(first) for _ in outs]
+            results = [[] for _ in outs]
         for result, value in zip(results, outs):
-            for i, piece in zip(members, tf.unstack(value)):
-                result[i] = piece
+            result.append((members, value))
     if results is None:
         return []
-    return results[0] if single else tuple(results)
+    lists = tuple(_unstacked(result, len(first)) for result in results)
+    return lists[0] if single else lists
+
+
+def any_sparse(tensors) -> bool:
+    """Whether any of ``tensors`` is a sparse gradient (``tf.IndexedSlices``)."""
+    return any(isinstance(t, tf.IndexedSlices) for t in tensors)
+
+
+def _norm_of(groups) -> tf.Tensor:
+    return tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(stack)) for _, stack in groups]))
 
 
 def global_norm(tensors: Sequence) -> tf.Tensor:
@@ -64,11 +88,9 @@ def global_norm(tensors: Sequence) -> tf.Tensor:
     sparse gradients (``tf.IndexedSlices``) take ``tf.linalg.global_norm``.
     """
     tensors = list(tensors)
-    if any(isinstance(t, tf.IndexedSlices) for t in tensors):
+    if any_sparse(tensors):
         return tf.linalg.global_norm(tensors)
-    squares = [tf.reduce_sum(tf.square(tf.stack([tensors[i] for i in members])))
-               for members in _groups(tensors)]
-    return tf.sqrt(tf.add_n(squares))
+    return _norm_of(_stacked(tensors))
 
 
 def clip_by_global_norm(tensors: Sequence, clip_norm) -> tuple[list, tf.Tensor]:
@@ -76,13 +98,15 @@ def clip_by_global_norm(tensors: Sequence, clip_norm) -> tuple[list, tf.Tensor]:
 
     The scale ``clip_norm * min(1 / norm, 1 / clip_norm)`` is TensorFlow's,
     so a NaN or infinite norm makes every value NaN as there; the norm is
-    :func:`global_norm`. Sparse gradients (``tf.IndexedSlices``) take
-    ``tf.clip_by_global_norm``.
+    :func:`global_norm`, from the same stacks that are scaled. Sparse
+    gradients (``tf.IndexedSlices``) take ``tf.clip_by_global_norm``.
     """
     tensors = list(tensors)
-    if any(isinstance(t, tf.IndexedSlices) for t in tensors):
+    if any_sparse(tensors):
         return tf.clip_by_global_norm(tensors, clip_norm)
-    norm = global_norm(tensors)
+    groups = _stacked(tensors)
+    norm = _norm_of(groups)
     clip = tf.cast(clip_norm, norm.dtype)
     scale = clip * tf.minimum(1.0 / norm, 1.0 / clip)
-    return map_by_shape(lambda stacked: stacked * tf.cast(scale, stacked.dtype), tensors), norm
+    scaled = [(members, stack * tf.cast(scale, stack.dtype)) for members, stack in groups]
+    return _unstacked(scaled, len(tensors)), norm

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras import ops
 
-from autonet_tf.training.by_shape import map_by_shape
+from autonet_tf.training.by_shape import any_sparse, map_by_shape
 
 
 class MomentumSGD(keras.optimizers.Optimizer):
@@ -46,42 +45,45 @@ class MomentumSGD(keras.optimizers.Optimizer):
         """The momentum buffer of ``variable`` (zeros before the first step)."""
         return self.momentums[self._get_variable_index(variable)]
 
-    def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+    def rule(self, weights, gradient, buffer, learning_rate):
+        """PyTorch's rule on values: ``(new buffer, new weights)``; nothing is assigned.
+
+        The one rule of the per-variable and grouped updates and of the
+        second-order virtual step (``Architect.virtual_weights``).
+        """
+        dtype = weights.dtype
+        gradient = tf.cast(gradient, dtype)
         if self.l2:
-            gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
+            gradient = gradient + tf.cast(self.l2, dtype) * weights
+        buffer = tf.cast(self.momentum, dtype) * buffer + gradient
+        return buffer, weights - tf.cast(learning_rate, dtype) * buffer
+
+    def update_step(self, gradient, variable, learning_rate):
         buf = self.momentum_buffer(variable)
-        self.assign(buf, ops.cast(self.momentum, variable.dtype) * buf + gradient)
-        self.assign_sub(variable, lr * buf)
+        new_buffer, new_weights = self.rule(tf.convert_to_tensor(variable), gradient,
+                                            tf.convert_to_tensor(buf), learning_rate)
+        self.assign(buf, new_buffer)
+        self.assign(variable, new_weights)
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         """Updates the variables of each shape together (one replica, dense gradients).
 
-        The same rule as :meth:`update_step`, on the variables, gradients and
-        momentum buffers of one shape stacked into one tensor, then unstacked
-        and assigned: about 4 graph nodes per variable instead of about 14 (a
-        supernet has over a thousand variables in a few dozen shapes), and a
-        few kernels per shape instead of several per variable. Every float
-        operation is the one the per-variable rule does; results agree to
-        float rounding (Grappler may rewrite the two graphs' sums
-        differently). Several replicas or sparse gradients take the
-        per-variable path.
+        :meth:`rule` on the variables, gradients and momentum buffers of one
+        shape stacked into one tensor, then unstacked and assigned: about 4
+        graph nodes per variable instead of about 14 (a supernet has over a
+        thousand variables in a few dozen shapes), and a few kernels per
+        shape instead of several per variable. Results agree with the
+        per-variable path to float rounding (Grappler may rewrite the two
+        graphs' sums differently). Several replicas or sparse gradients take
+        the per-variable path.
         """
         variables = list(trainable_variables)
         if not self._fusable(grads, variables):
             return super()._backend_update_step(grads, variables, learning_rate)
         buffers = [self.momentum_buffer(v) for v in variables]
-
-        def rule(weights, gradient, buffer):
-            gradient = tf.cast(gradient, weights.dtype)
-            if self.l2:
-                gradient = gradient + tf.cast(self.l2, weights.dtype) * weights
-            buffer = tf.cast(self.momentum, weights.dtype) * buffer + gradient
-            return buffer, weights - tf.cast(learning_rate, weights.dtype) * buffer
-
         new_buffers, new_weights = map_by_shape(
-            rule, [tf.convert_to_tensor(v) for v in variables], list(grads),
+            lambda w, g, b: self.rule(w, g, b, learning_rate),
+            [tf.convert_to_tensor(v) for v in variables], list(grads),
             [tf.convert_to_tensor(b) for b in buffers])
         for targets, values in ((buffers, new_buffers), (variables, new_weights)):
             for target, value in zip(targets, values):
@@ -92,7 +94,7 @@ class MomentumSGD(keras.optimizers.Optimizer):
         context = tf.distribute.get_replica_context()
         return (context is not None and context.num_replicas_in_sync == 1
                 and len(variables) > 1
-                and not any(isinstance(g, tf.IndexedSlices) for g in grads))
+                and not any_sparse(grads))
 
     def get_config(self):
         config = super().get_config()
