@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
+from autonet_tf import threads  # noqa: E402
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError  # noqa: E402
 
 EXIT_BAD_INPUT = 2
@@ -179,6 +180,11 @@ def run(main) -> None:
             avoid_onednn_crash(flags.FLAGS.network, flags.FLAGS["image_size"].value
                                if "image_size" in flags.FLAGS else None)
         _import_tensorflow_quietly()
+        try:
+            threads.configure(*(flags.FLAGS[name].value if name in flags.FLAGS else None
+                                for name in ("intra_op_threads", "inter_op_threads")))
+        except UserInputError as e:
+            fail(str(e))
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines
         try:

@@ -127,6 +127,13 @@ def define_strategy_flags() -> None:
     flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored (without GPUs "
                          "the CPU is split into this many logical devices).")
     flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
+    flags.DEFINE_integer("intra_op_threads", None, "Threads one TensorFlow kernel may use "
+                         "(0: TensorFlow's choice). Unset on a CPU-only host of at most 8 "
+                         "cores: 1, with --inter_op_threads = the cores (the supernet's many "
+                         "small kernels run side by side: about 2x faster steps on 2 cores); "
+                         "elsewhere TensorFlow's choice.")
+    flags.DEFINE_integer("inter_op_threads", None, "TensorFlow kernels run at once (0: "
+                         "TensorFlow's choice; unset: see --intra_op_threads).")
 
 
 @_grouped("Runtime")

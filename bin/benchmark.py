@@ -246,6 +246,8 @@ def _report(result: dict, times: list) -> None:
         "peak_host_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "device": gpus[0].name if gpus else platform.processor() or "cpu",
         "cpu_count": os.cpu_count(),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "tensorflow": tf.__version__,
     })
     if FLAGS.baseline_s:

@@ -12,7 +12,12 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-# MirroredStrategy tests need two logical CPUs, configured before any op runs.
+from autonet_tf import threads  # noqa: E402
+
+# The thread pools the programs use (one thread per kernel on a small CPU
+# host), then two logical CPUs for the MirroredStrategy tests; both before any
+# op runs.
+threads.configure()
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])

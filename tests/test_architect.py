@@ -249,19 +249,16 @@ def _float32_supernet_errors_in_a_fresh_process():
 
 @pytest.mark.slow
 @pytest.mark.process
-def test_exact_alpha_hvp_matches_untraced_nested_tapes_in_float32_on_a_four_step_supernet():
-    # The product along the alphas (the collapse guard's eigenvalue).
-    assert _float32_supernet_errors_in_a_fresh_process()[1] < 1e-4
-
-
-@pytest.mark.slow
-@pytest.mark.process
-@pytest.mark.xfail(strict=False, reason=(
-    "known fault, cause not found: in float32 the exact product along the weights came out "
-    "0.17-0.70 off in about half of fresh processes (same value on every call in a process; "
-    "oneDNN on or off, one inter-op thread); float64 and the alpha product are right"))
-def test_exact_hvp_matches_untraced_nested_tapes_in_float32_on_a_four_step_supernet():
-    # Through the shared edge functions TensorFlow's second derivatives come
-    # out wrong in float32 here (relative error 1.0); the exact products
-    # therefore trace every edge on its own.
-    assert _float32_supernet_errors_in_a_fresh_process()[0] < 1e-4
+def test_exact_hvps_match_untraced_nested_tapes_in_float32_on_a_four_step_supernet():
+    # One fresh process computes both products (its graphs take two minutes).
+    along_weights, along_alphas = _float32_supernet_errors_in_a_fresh_process()
+    # The product along the alphas (the collapse guard's eigenvalue): always right.
+    assert along_alphas < 1e-4
+    # The product along the weights (--hessian=exact): a known fault, recorded
+    # as an expected failure when it shows.
+    if along_weights >= 1e-4:
+        pytest.xfail(
+            f"known fault, cause not found (relative error {along_weights:.3g}): in float32 "
+            "the exact product along the weights came out 0.13-0.70 off in about half of "
+            "fresh processes (same value on every call in a process; oneDNN on or off, one "
+            "inter-op thread); float64 and the alpha product are right")

@@ -156,6 +156,7 @@ def _npz(path, **overrides):
      ["not a readable .npz file"]),
     (lambda t: [f"--dataset={_npz(t / 'l.npz', train_labels=np.zeros((3, 2)))}"], ["train_labels has shape"]),
     (lambda t: ["--model_dir="], ["--model_dir is empty"]),
+    (lambda t: ["--intra_op_threads=-2"], ["--intra_op_threads=-2 must be 0"]),
 ])
 @pytest.mark.process
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, fragments):

@@ -1,0 +1,41 @@
+"""TensorFlow's thread pools: one thread per kernel and one kernel per core on small CPU hosts."""
+
+import pytest
+import tensorflow as tf
+
+from autonet_tf import threads
+from autonet_tf.errors import UserInputError
+
+
+@pytest.fixture
+def no_thread_env(monkeypatch):
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+
+
+def test_small_cpu_host_runs_one_thread_per_kernel_and_one_kernel_per_core(no_thread_env):
+    assert threads.choose(None, None, has_gpu=False, cpus=2) == {"intra": 1, "inter": 2}
+    assert threads.choose(None, None, has_gpu=False, cpus=8) == {"intra": 1, "inter": 8}
+
+
+def test_gpu_or_large_hosts_keep_tensorflows_choice(no_thread_env):
+    assert threads.choose(None, None, has_gpu=True, cpus=2) == {"intra": None, "inter": None}
+    assert threads.choose(None, None, has_gpu=False, cpus=64) == {"intra": None, "inter": None}
+
+
+def test_flags_then_environment_outrank_the_default(no_thread_env, monkeypatch):
+    assert threads.choose(4, None, has_gpu=False, cpus=2) == {"intra": 4, "inter": 2}
+    assert threads.choose(0, 3, has_gpu=False, cpus=2) == {"intra": None, "inter": 3}
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "2")
+    assert threads.choose(None, None, has_gpu=False, cpus=2) == {"intra": None, "inter": 2}
+    with pytest.raises(UserInputError, match="--inter_op_threads=-1"):
+        threads.choose(None, -1, has_gpu=False, cpus=2)
+
+
+def test_the_suite_runs_with_the_programs_thread_pools():
+    # conftest calls threads.configure() as every program does (cli.run)
+    expected = threads.choose(None, None, bool(tf.config.list_physical_devices("GPU")))
+    if expected["intra"]:
+        assert tf.config.threading.get_intra_op_parallelism_threads() == expected["intra"]
+    if expected["inter"]:
+        assert tf.config.threading.get_inter_op_parallelism_threads() == expected["inter"]
