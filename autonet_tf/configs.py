@@ -22,7 +22,10 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 GUARD_OFF_DATASETS = ("cifar10", "digits")
 HESSIANS = ("finite_difference", "exact")
 #: how the supernet's edges are traced (models.cnn_search.SearchNetwork)
-TRACE_SHARING = ("batched", "inline", "call", "off")
+TRACE_SHARING_MODES = ("batched", "inline", "call", "off")
+#: the choices of the config and --trace_sharing: 'auto' picks a mode per run
+#: (models.cnn_search.pick_trace_sharing)
+TRACE_SHARING = ("auto",) + TRACE_SHARING_MODES
 
 
 def _check(condition: bool, name: str, value: Any, expected: str) -> None:
@@ -193,8 +196,9 @@ class SearchConfig(RuntimeConfig):
     sync_batchnorm: bool = True  # BN statistics over the global batch
     # 'batched': the edges reading one state run together; 'inline': trace each
     # distinct edge once, inlined; 'call': keep the calls (fastest first step,
-    # slower steps); 'off': trace every edge.
-    trace_sharing: str = "batched"
+    # slower steps); 'off': trace every edge; 'auto': inline or batched by the
+    # image size (models.cnn_search.pick_trace_sharing).
+    trace_sharing: str = "auto"
 
     def validate(self) -> None:
         self.data.validate()

@@ -70,7 +70,7 @@ flags.DEFINE_float("baseline_s", None, "A median seconds-per-iteration to compar
                    "from another commit on the same machine); the line then has 'speedup'.")
 flags.DEFINE_float("baseline_first_s", None, "A first-iteration time to compare with; the line "
                    "then has 'first_iteration_speedup'.")
-flags.DEFINE_enum("trace_sharing", "batched", list(TRACE_SHARING),
+flags.DEFINE_enum("trace_sharing", "auto", list(TRACE_SHARING),
                   "Search: how the supernet's edges are traced (see bin/search.py).")
 FLAGS = flags.FLAGS
 

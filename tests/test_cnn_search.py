@@ -150,3 +150,18 @@ def test_shared_edge_traces_give_the_same_losses_gradients_and_statistics(sharin
     moved = [s for s in s1 if np.abs(np.asarray(s)).max() > 0]
     assert moved  # BatchNorm statistics were updated through the shared functions
     np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_trace_sharing_inlines_edges_on_images_of_16_pixels_and_more():
+    from autonet_tf.models.cnn_search import pick_trace_sharing
+
+    assert pick_trace_sharing("auto", (32, 32, 3), sync_bn=False, partial_channels=1) == "inline"
+    assert pick_trace_sharing("auto", (16, 20, 1), sync_bn=False, partial_channels=1) == "inline"
+    assert pick_trace_sharing("auto", (8, 8, 1), sync_bn=False, partial_channels=1) == "batched"
+    # inline edges would become 'off' under synchronised BatchNorm; PC-DARTS is unmeasured
+    assert pick_trace_sharing("auto", (32, 32, 3), sync_bn=True, partial_channels=1) == "batched"
+    assert pick_trace_sharing("auto", (32, 32, 3), sync_bn=False, partial_channels=4) == "batched"
+    for mode in ("batched", "inline", "call", "off"):
+        assert pick_trace_sharing(mode, (8, 8, 1), sync_bn=False, partial_channels=1) == mode
+    with pytest.raises(ValueError, match="trace_sharing must be one of"):
+        SearchNetwork(3, 4, 3, trace_sharing="auto")  # resolved before the network is built

@@ -83,10 +83,12 @@ with cli_flags.only_for("cnn"):  # CNN cells only
     flags.DEFINE_integer("guard_window", _D.guard_window, "Collapse guard: epochs per "
                          "eigenvalue mean.")
     flags.DEFINE_enum("trace_sharing", _D.trace_sharing, list(TRACE_SHARING),
-                      "How the supernet's edges are traced: 'batched' (default) runs the edges "
-                      "that read one state together; 'inline' traces each distinct edge once "
-                      "and inlines it; 'call' keeps one call per edge (shortest first step, "
-                      "slower steps: for short runs); 'off' traces every edge.")
+                      "How the supernet's edges are traced: 'batched' runs the edges that "
+                      "read one state together; 'inline' traces each distinct edge once and "
+                      "inlines it; 'call' keeps one call per edge (shortest first step, "
+                      "slower steps: for short runs); 'off' traces every edge; 'auto': "
+                      "'inline' on images of 16 pixels and more (faster steps on CIFAR-10), "
+                      "'batched' on smaller ones, several replicas and PC-DARTS.")
 cli_flags.define_data_flags()
 cli_flags.define_runtime_flags(_D.checkpoint_every)
 cli_flags.define_config_file_flags()

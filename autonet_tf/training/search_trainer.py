@@ -29,7 +29,7 @@ from autonet_tf import progress
 from autonet_tf.configs import SearchConfig
 from autonet_tf.data.images import ImageDataset
 from autonet_tf.distribute.reduce import all_reduce_sum
-from autonet_tf.models.cnn_search import SearchNetwork
+from autonet_tf.models.cnn_search import SearchNetwork, pick_trace_sharing
 from autonet_tf.search_space.genotypes import Genotype
 from autonet_tf.training import by_shape
 from autonet_tf.training.architect import Architect, StatelessGradients
@@ -73,14 +73,16 @@ class SearchTrainer(SearchCommon, ImageTrainer):
             f"alphas with --train_portion={config.train_portion})")
         self.augment = {"on": True, "off": False}.get(config.data.augment, dataset.natural)
 
+        sync_bn = config.sync_batchnorm and self.replicas > 1
+        partial_channels = config.partial_channels if config.pc_darts else 1
         with seeded(config.seed), self.strategy.scope(), dtype_policy(config.mixed_precision):
             self.model = SearchNetwork(
                 dataset.num_classes, config.init_channels, config.layers, config.steps,
-                config.multiplier, config.stem_multiplier,
-                sync_bn=config.sync_batchnorm and self.replicas > 1,
+                config.multiplier, config.stem_multiplier, sync_bn=sync_bn,
                 alpha_init_scale=config.alpha_init_scale, seed=config.seed,
-                trace_sharing=config.trace_sharing,
-                partial_channels=config.partial_channels if config.pc_darts else 1,
+                trace_sharing=pick_trace_sharing(config.trace_sharing, dataset.input_shape,
+                                                 sync_bn, partial_channels),
+                partial_channels=partial_channels,
                 edge_normalization=config.pc_darts, name="search_network")
             self.model(tf.zeros((1,) + dataset.input_shape), training=False)
             self._init_optimizers(config, config.momentum)
