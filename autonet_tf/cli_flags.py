@@ -130,7 +130,8 @@ def define_strategy_flags() -> None:
     flags.DEFINE_integer("intra_op_threads", None, "Threads one TensorFlow kernel may use "
                          "(0: TensorFlow's choice). Unset on a CPU-only host of at most 8 "
                          "cores: 1, with --inter_op_threads = the cores (the supernet's many "
-                         "small kernels run side by side: about 2x faster steps on 2 cores); "
+                         "small kernels run side by side: 1.9x faster digits search steps, 1.2x "
+                         "on CIFAR-10, on 2 cores); "
                          "elsewhere TensorFlow's choice.")
     flags.DEFINE_integer("inter_op_threads", None, "TensorFlow kernels run at once (0: "
                          "TensorFlow's choice; unset: see --intra_op_threads).")
