@@ -118,7 +118,7 @@ def dataset_stem() -> str:
 
 
 RUNTIME = ("strategy", "num_devices", "tpu", "jit_compile", "max_steps_per_epoch",
-           "checkpoint_every", "progress", "mixed_precision", "steps_per_loop")
+           "checkpoint_every", "checkpoint_secs", "progress", "mixed_precision", "steps_per_loop")
 
 
 @_grouped("Devices and strategy")
@@ -145,7 +145,11 @@ def define_runtime_flags(checkpoint_every: int = 200) -> None:
                       "16-bit compute with float32 variables; alphas, softmax and losses "
                       "stay float32.")
     flags.DEFINE_integer("max_steps_per_epoch", None, "Cap on steps per epoch (quick runs).")
-    flags.DEFINE_integer("checkpoint_every", checkpoint_every, "Steps between checkpoints.")
+    flags.DEFINE_integer("checkpoint_every", checkpoint_every, "Steps between mid-epoch "
+                         "checkpoints (always written).")
+    flags.DEFINE_float("checkpoint_secs", 30.0, "An epoch's end is checkpointed when the last "
+                       "checkpoint is at least this many seconds old, the last epoch's always "
+                       "(a kill loses at most this much plus one epoch; 0: every epoch).")
     flags.DEFINE_bool("progress", True, "Show a progress bar per epoch.")
     flags.DEFINE_integer("steps_per_loop", 1, "Training steps per tf.function call (an "
                          "in-graph loop; metrics reach the host once per call). CNN only.")

@@ -90,6 +90,9 @@ class RuntimeConfig:
     tpu: str | None = None
     jit_compile: bool = False
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
+    # An epoch's end is checkpointed when the last checkpoint is at least this
+    # old (and always after the last epoch): short epochs do not pay a save each.
+    checkpoint_secs: float = 30.0
     max_steps_per_epoch: int | None = None  # cap (for quick runs)
     log_every: int = 10  # steps between TensorBoard scalar writes
     progress: bool = True
@@ -111,6 +114,7 @@ def _validate_runtime(config) -> None:
     if config.max_steps_per_epoch is not None:
         _positive("max_steps_per_epoch", config.max_steps_per_epoch)
     _positive("steps_per_loop", config.steps_per_loop)
+    _non_negative("checkpoint_secs", config.checkpoint_secs)
     _check(isinstance(config.seed, int) and config.seed >= 0, "seed", config.seed,
            "an integer >= 0")
 

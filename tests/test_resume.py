@@ -184,3 +184,22 @@ def test_a_checkpoint_of_another_model_is_refused_and_left_alone(tmp_path):
     with pytest.raises(UserInputError, match="does not match this run's model"):
         make(4)
     assert sorted(os.listdir(d / "checkpoints")) == files
+
+
+@pytest.mark.slow
+def test_epoch_ends_are_checkpointed_by_age_and_the_last_always(tmp_path):
+    data = images.load(DataConfig(), 3)
+
+    def checkpoints(secs):
+        config = TrainConfig(model_dir=str(tmp_path / str(secs)), genotype="DARTS_V2",
+                             epochs=3, batch_size=16, layers=3, init_channels=4,
+                             max_steps_per_epoch=1, checkpoint_secs=secs, progress=False)
+        trainer = NetworkTrainer(config, DARTS_V2, data)
+        trainer.train()
+        return [os.path.basename(p) for p in trainer.loop.manager.checkpoints]
+
+    # 0: every epoch's end (the last two kept); an age never reached: only the last.
+    assert checkpoints(0) == ["ckpt-2", "ckpt-3"]
+    assert checkpoints(1e6) == ["ckpt-3"]
+    with pytest.raises(UserInputError, match="--checkpoint_secs=-1 is invalid"):
+        TrainConfig(checkpoint_secs=-1).validate()

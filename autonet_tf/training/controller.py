@@ -49,7 +49,8 @@ class Controller:
       trainer: the trainer whose steps and hooks it runs (its ``strategy``,
         ``chief``, ``batch_size``, ``metric`` and ``extra_metrics`` too).
       config: the run config (``model_dir``, ``epochs``, ``seed``,
-        ``checkpoint_every``, ``log_every``, ``progress``, ``steps_per_loop``).
+        ``checkpoint_every``, ``checkpoint_secs``, ``log_every``, ``progress``,
+        ``steps_per_loop``).
       steps_per_epoch: training steps of one epoch.
       **trackables: what the checkpoint holds besides the position (model,
         optimizers, any state variables); every variable they own must be
@@ -66,6 +67,7 @@ class Controller:
         self.steps_per_epoch = steps_per_epoch
         self.steps_per_loop = config.steps_per_loop
         self.checkpoint_every = config.checkpoint_every
+        self.checkpoint_secs = config.checkpoint_secs
         self.log_every = config.log_every
         self.progress = config.progress
         self._looped = {}
@@ -91,6 +93,7 @@ class Controller:
         # The preemption handler adds a variable to the checkpoint: create it first.
         self.preemption = self._preemption_handler()
         self.start_position = self._restore()
+        self._saved_at = time.time()
         self.history: list[dict] = []
         self.already_complete = False
         self.stop_requested = False
@@ -196,6 +199,19 @@ class Controller:
 
     def _save(self, epoch, step):
         self.manager.save(checkpoint_number=self._position(epoch, step))
+        self._saved_at = time.time()
+
+    def _epoch_end_is_saved(self, epoch: int) -> bool:
+        """Whether the end of ``epoch`` (0-based) is checkpointed.
+
+        Always after the last epoch, and on multi-worker clusters (their
+        workers must agree); else when the last checkpoint is at least
+        ``checkpoint_secs`` old. Saving walks every trackable of the model in
+        Python (a second or more for a supernet), a large share of short
+        epochs; a kill loses at most ``checkpoint_secs`` plus one epoch.
+        """
+        return (epoch + 1 >= self.epochs or self.preemption is not None
+                or time.time() - self._saved_at >= self.checkpoint_secs)
 
     def _log_step(self, out: dict, global_step: int):
         with self.writer("train").as_default(step=global_step):
@@ -318,7 +334,8 @@ class Controller:
             if self.stop_requested:  # e.g. the collapse guard: the run is complete here
                 self._save(self.epochs, 0)
                 break
-            self._save(epoch + 1, 0)
+            if self._epoch_end_is_saved(epoch):
+                self._save(epoch + 1, 0)
         if self.preemption is not None:
             # Stops its cluster watcher threads now (its __del__ does only
             # that), while every worker is still up to see the stop key.
