@@ -12,11 +12,12 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from autonet_tf import threads  # noqa: E402
+from autonet_tf import collector, threads  # noqa: E402
 
-# The thread pools the programs use (one thread per kernel on a small CPU
-# host), then two logical CPUs for the MirroredStrategy tests; both before any
-# op runs.
+# The garbage-collector thresholds and thread pools the programs use (one
+# thread per kernel on a small CPU host), then two logical CPUs for the
+# MirroredStrategy tests; both before any op runs.
+collector.configure()
 threads.configure()
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(

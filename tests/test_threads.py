@@ -39,3 +39,21 @@ def test_the_suite_runs_with_the_programs_thread_pools():
         assert tf.config.threading.get_intra_op_parallelism_threads() == expected["intra"]
     if expected["inter"]:
         assert tf.config.threading.get_inter_op_parallelism_threads() == expected["inter"]
+
+
+def test_the_collector_thresholds_are_set_unless_the_collector_is_off():
+    import gc
+
+    from autonet_tf import collector
+
+    try:
+        gc.set_threshold(700, 10, 10)
+        collector.configure()
+        assert gc.get_threshold() == collector.THRESHOLDS
+        gc.set_threshold(700, 10, 10)
+        gc.disable()
+        collector.configure()
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.enable()
+        collector.configure()
