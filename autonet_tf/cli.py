@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
-from autonet_tf import collector, threads  # noqa: E402
+from autonet_tf import startup, threads  # noqa: E402
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError  # noqa: E402
 
 EXIT_BAD_INPUT = 2
@@ -176,11 +176,11 @@ def run(main) -> None:
         if len(argv) > 1:
             fail(f"unexpected positional arguments {argv[1:]}; all options are --flags")
         _check_path_flags()
-        collector.configure()
         if "network" in flags.FLAGS:
             avoid_onednn_crash(flags.FLAGS.network, flags.FLAGS["image_size"].value
                                if "image_size" in flags.FLAGS else None)
         _import_tensorflow_quietly()
+        startup.configure()
         try:
             threads.configure(*(flags.FLAGS[name].value if name in flags.FLAGS else None
                                 for name in ("intra_op_threads", "inter_op_threads")))

@@ -12,12 +12,12 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from autonet_tf import collector, threads  # noqa: E402
+from autonet_tf import startup, threads  # noqa: E402
 
-# The garbage-collector thresholds and thread pools the programs use (one
-# thread per kernel on a small CPU host), then two logical CPUs for the
-# MirroredStrategy tests; both before any op runs.
-collector.configure()
+# The start-up settings (garbage collector, Grappler) and thread pools the
+# programs use (one thread per kernel on a small CPU host), then two logical
+# CPUs for the MirroredStrategy tests; all before any op runs.
+startup.configure()
 threads.configure()
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(

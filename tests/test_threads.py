@@ -41,19 +41,20 @@ def test_the_suite_runs_with_the_programs_thread_pools():
         assert tf.config.threading.get_inter_op_parallelism_threads() == expected["inter"]
 
 
-def test_the_collector_thresholds_are_set_unless_the_collector_is_off():
+def test_start_up_sets_the_collector_thresholds_and_grappler_options():
     import gc
 
-    from autonet_tf import collector
+    from autonet_tf import startup
 
     try:
         gc.set_threshold(700, 10, 10)
-        collector.configure()
-        assert gc.get_threshold() == collector.THRESHOLDS
+        startup.configure()
+        assert gc.get_threshold() == startup.GC_THRESHOLDS
+        assert tf.config.optimizer.get_experimental_options()["constant_folding"] is False
         gc.set_threshold(700, 10, 10)
         gc.disable()
-        collector.configure()
-        assert gc.get_threshold() == (700, 10, 10)
+        startup.configure_collector()
+        assert gc.get_threshold() == (700, 10, 10)  # a disabled collector is left alone
     finally:
         gc.enable()
-        collector.configure()
+        startup.configure()
