@@ -104,8 +104,9 @@ def test_exported_language_model_reproduces_in_memory_log_probs(tmp_path):
 @pytest.mark.slow
 def test_killed_rnn_training_resumes_and_finishes(tmp_path):
     d = str(tmp_path / "run")
+    # Every epoch's end checkpointed (the default keeps one per 30 s).
     args = ["train.py", *TINY, "--genotype=DARTS_V2", f"--model_dir={d}", "--epochs=2",
-            "--max_steps_per_epoch=8"]
+            "--max_steps_per_epoch=8", "--checkpoint_secs=0"]
     kill_when_exists(args[0], args[1:], os.path.join(d, "checkpoints", "checkpoint"))
     proc = run_bin(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,8 +13,9 @@ from autonet_tf.errors import UserInputError
 from autonet_tf.search_space.genotypes import Genotype
 from conftest import assert_one_line_error, kill_when_exists, run_bin, run_bin_with_mock_tfds
 
+# A checkpoint after every step and every epoch (--checkpoint_secs=0).
 TINY = ["--layers=2", "--init_channels=4", "--batch_size=16", "--max_steps_per_epoch=2",
-        "--checkpoint_every=1", "--noretrain"]
+        "--checkpoint_every=1", "--checkpoint_secs=0", "--noretrain"]
 # One node per cell (2 edges): the same code paths, a much smaller graph.
 ONE_NODE = TINY + ["--steps=1", "--multiplier=1"]
 # Retraining the discovered network after the search, tiny as well.

@@ -9,8 +9,9 @@ import pytest
 from autonet_tf.search_space.genotypes import DARTS_V1, DARTS_V2
 from conftest import assert_one_line_error, kill_when_exists, run_bin, run_bin_with_mock_tfds
 
+# A checkpoint after every step and every epoch (--checkpoint_secs=0).
 TINY = ["--layers=3", "--init_channels=4", "--batch_size=32", "--max_steps_per_epoch=2",
-        "--checkpoint_every=1"]
+        "--checkpoint_every=1", "--checkpoint_secs=0"]
 
 
 @pytest.mark.slow
