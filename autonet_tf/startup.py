@@ -12,7 +12,7 @@
   large constant expressions worth folding (weights are variables), but
   the pass walks every one of their tens of thousands of nodes: without it
   the CIFAR-10 supernet's first iteration took 61.6 instead of 69.9 s and
-  the digits search step graph 15.7 instead of 18.4 s, with the same step
+  the digits search step graph 15.7-15.8 instead of 18.1-18.8 s, with the same step
   times (2 cores; docs/benchmarks.md). The other Grappler passes stay on
   (each one off made the digits step graph slower or no faster).
 """
