@@ -17,8 +17,8 @@ from autonet_tf.training.network_trainer import NetworkTrainer
 from autonet_tf.training.rnn_trainer import RNNTrainer
 from autonet_tf.training.search_trainer import SearchTrainer
 
-# 7 steps per epoch, a checkpoint every 4 and at every epoch end: with 3 steps per call the calls
-# run 3 + 1 (up to the checkpoint) + 3 steps.
+# 7 steps per epoch, a checkpoint every 4 and at every epoch end: with 3
+# steps per call the calls run 3 + 1 (up to the checkpoint) + 3 steps.
 STEPS, EVERY = 7, 4
 
 
@@ -62,8 +62,9 @@ def test_network_training_in_calls_of_three_steps_is_the_one_step_run(tmp_path):
     def make(d, steps_per_loop):
         config = TrainConfig(model_dir=str(d), genotype="DARTS_V2", epochs=2, batch_size=16,
                              layers=3, init_channels=4, cutout_length=0, drop_path_prob=0.3,
-                             max_steps_per_epoch=STEPS, checkpoint_every=EVERY, checkpoint_secs=0,
-                             progress=False, seed=3, steps_per_loop=steps_per_loop)
+                             max_steps_per_epoch=STEPS, checkpoint_every=EVERY,
+                             checkpoint_secs=0, progress=False, seed=3,
+                             steps_per_loop=steps_per_loop)
         return NetworkTrainer(config, DARTS_V2, data)
 
     _same_runs(make, lambda t: t.train(), tmp_path)
@@ -76,8 +77,8 @@ def test_search_in_calls_of_three_steps_is_the_one_step_run_also_in_warm_up(tmp_
     def make(d, steps_per_loop):
         config = SearchConfig(model_dir=str(d), epochs=2, batch_size=16, layers=2,
                               init_channels=4, steps=1, multiplier=1,
-                              max_steps_per_epoch=STEPS, checkpoint_every=EVERY, checkpoint_secs=0,
-                              arch_warmup_epochs=1, progress=False, seed=5,
+                              max_steps_per_epoch=STEPS, checkpoint_every=EVERY,
+                              checkpoint_secs=0, arch_warmup_epochs=1, progress=False, seed=5,
                               steps_per_loop=steps_per_loop)
         return SearchTrainer(config, data)
 
