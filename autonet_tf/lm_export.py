@@ -3,7 +3,7 @@
 Layout of an export directory::
 
     export/
-      saved_model/                 keras.export.ExportArchive with three endpoints
+      saved_model/                 three endpoints (export.save_endpoints)
         assets.extra/autonet_tf.json   the metadata (marks the export as ours)
       vocab.txt                    the vocabulary, one word a line, id = line number
       metadata.json                genotype, sizes, perplexities, special tokens
@@ -85,17 +85,13 @@ def export_language_model(model: keras.Model, export_dir: str, *, vocab, metadat
     }
 
     def write(tmp):
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.track(lookup)
-        archive.add_endpoint("serve", serve, input_signature=[tokens_spec])
-        archive.add_endpoint(
-            "serve_with_state", serve_with_state,
-            input_signature=[tokens_spec, tf.TensorSpec([None, nhid], tf.float32, name="hidden")])
-        archive.add_endpoint(
-            "score_words", score_words,
-            input_signature=[tf.TensorSpec([None, None], tf.string, name="words")])
-        archive.write_out(os.path.join(tmp, "saved_model"), verbose=False)
+        hidden_spec = tf.TensorSpec([None, nhid], tf.float32, name="hidden")
+        export.save_endpoints(
+            os.path.join(tmp, "saved_model"),
+            {"serve": (serve, [tokens_spec]),
+             "serve_with_state": (serve_with_state, [tokens_spec, hidden_spec]),
+             "score_words": (score_words, [tf.TensorSpec([None, None], tf.string, name="words")])},
+            resources=[lookup.table])
         with open(os.path.join(tmp, VOCAB_NAME), "w", encoding="utf-8") as f:
             f.write("".join(w + "\n" for w in vocab))
 

@@ -52,7 +52,7 @@ class CheckpointCollections:
     def _trackable_children(self, save_type="checkpoint", **kwargs):
         children = super()._trackable_children(save_type, **kwargs)
         if save_type != "checkpoint":
-            return children  # SavedModel export: Keras handles its containers itself
+            return children  # SavedModels: exports store only the variables they read
         nodes = self.__dict__.setdefault("_checkpoint_items", {})
         for attr in getattr(self, "_tracked", ()):
             items = getattr(self, attr, None)

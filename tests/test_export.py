@@ -67,6 +67,20 @@ def test_saved_model_in_a_fresh_process_matches_the_in_memory_model(trained, tmp
     assert np.abs(got - got.mean(axis=0)).max() > 1e-3
 
 
+def test_saved_model_stores_the_served_variables_once(trained):
+    saved = os.path.join(trained.export_dir, "saved_model")
+    m = tf.saved_model.load(saved)
+    # The trainable variables the serving function reads are the network's
+    # parameters without the auxiliary head; BatchNorm statistics come too.
+    assert sum(int(np.prod(v.shape)) for v in m.trainable_variables) == trained.parameters
+    assert m.non_trainable_variables and all(not v.trainable for v in m.non_trainable_variables)
+    assert len(m.variables) == len(m.trainable_variables) + len(m.non_trainable_variables)
+    assert set(m.signatures) == {"serve", "serving_default"}
+    # Each variable is stored once (plus the object graph entry).
+    stored = tf.train.load_checkpoint(os.path.join(saved, "variables", "variables"))
+    assert len(stored.get_variable_to_shape_map()) == len(m.variables) + 1
+
+
 def test_tflite_agrees_and_has_no_variable_ops(trained):
     path = os.path.join(trained.export_dir, "model.tflite")
     assert export.tflite_variable_ops(path) == []
