@@ -7,6 +7,7 @@ line ``error: ...`` to stderr and exits with code 2, with no traceback.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -189,7 +190,7 @@ def run(main) -> None:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines
         try:
-            return main(argv)
+            code = main(argv)
         except UserInputError as e:
             fail(str(e))
         except TrainingDiverged as e:
@@ -203,8 +204,25 @@ def run(main) -> None:
             os._exit(EXIT_PREEMPTED)
         except KeyboardInterrupt:
             fail("interrupted; rerun the same command to resume from the last checkpoint", 130)
+        end_process(0 if code is None else code)
 
     app.run(wrapped, flags_parser=_parse_flags)
+
+
+def end_process(code: int) -> None:
+    """Ends a finished program without Python's object-by-object teardown.
+
+    Freeing the traced graphs and TensorFlow's runtime one object at a time
+    took 2.8-3.9 s after the README's search (measured on a 2-core CPU) and
+    showed nothing. By the time a program returns, everything it writes is
+    closed (checkpoints, exports, history, flushed TensorBoard writers), so
+    the exit handlers run (logging, multiprocessing, TensorFlow's own), the
+    streams are flushed and the process ends.
+    """
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 #: string flags that name a file or directory: given, they may not be empty
