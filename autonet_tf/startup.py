@@ -15,6 +15,17 @@
   the digits search step graph 15.7-15.8 instead of 18.1-18.8 s, with the same step
   times (2 cores; docs/benchmarks.md). The other Grappler passes stay on
   (each one off made the digits step graph slower or no faster).
+* **Grappler's idle work skipped on hosts without a GPU**
+  (:data:`CPU_REWRITE_OPTIONS`): one round of its passes instead of two,
+  no memory optimizer (its swapping and recomputation rewrite GPU graphs),
+  no layout optimizer (it converts layouts for GPU kernels) and no
+  conditional code motion. Logged per pass (``TF_CPP_VMODULE=meta_optimizer=1``)
+  on the digits search, none of these changed a single node of any graph;
+  they took 8.2 of the 14.6 s Grappler spent. The CIFAR-10 supernet's first
+  iteration took 50.0 instead of 72.9 s at batch 16 and 62.3 instead of
+  80.4 s at batch 64, with the same step times (2 cores). TensorFlow has no
+  public switch for these fields, so they go into the eager context's base
+  ``ConfigProto``, which every function call's options start from.
 """
 
 from __future__ import annotations
@@ -27,6 +38,10 @@ GC_THRESHOLDS = (20000, 20, 20)
 #: Grappler options set by :func:`configure`
 GRAPPLER_OPTIONS = {"constant_folding": False}
 
+#: RewriterConfig fields set by :func:`configure` when no GPU is visible
+CPU_REWRITE_OPTIONS = {"meta_optimizer_iterations": "ONE", "memory_optimization": "NO_MEM_OPT",
+                       "layout_optimizer": "OFF", "experimental_conditional_code_motion": "OFF"}
+
 
 def configure_collector() -> None:
     """Sets :data:`GC_THRESHOLDS` unless the collector is off."""
@@ -34,9 +49,29 @@ def configure_collector() -> None:
         gc.set_threshold(*GC_THRESHOLDS)
 
 
+def set_rewrite_options(options: dict) -> None:
+    """Sets Grappler ``RewriterConfig`` fields (name -> enum value name) for later graphs."""
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    config = config_pb2.ConfigProto()
+    if ctx._config is not None:
+        config.CopyFrom(ctx._config)
+    rewrite = config.graph_options.rewrite_options
+    for name, value in options.items():
+        setattr(rewrite, name, getattr(rewriter_config_pb2.RewriterConfig, value))
+    ctx._config = config
+    ctx._thread_local_data.function_call_options = None  # rebuilt from the new config
+
+
 def configure() -> None:
-    """The garbage-collector thresholds and :data:`GRAPPLER_OPTIONS`."""
+    """The garbage-collector thresholds, :data:`GRAPPLER_OPTIONS` and, on
+    hosts without a GPU, :data:`CPU_REWRITE_OPTIONS`."""
     import tensorflow as tf
 
     configure_collector()
+    if not tf.config.list_physical_devices("GPU"):
+        set_rewrite_options(CPU_REWRITE_OPTIONS)
     tf.config.optimizer.set_experimental_options(GRAPPLER_OPTIONS)
+

@@ -1,5 +1,6 @@
 """TensorFlow's thread pools: one thread per kernel and one kernel per core on small CPU hosts."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -58,3 +59,29 @@ def test_start_up_sets_the_collector_thresholds_and_grappler_options():
     finally:
         gc.enable()
         startup.configure()
+
+
+def test_start_up_skips_grappler_work_that_changes_nothing_on_cpu_hosts():
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.eager import context
+
+    from autonet_tf import startup
+
+    assert not tf.config.list_physical_devices("GPU")
+    startup.configure()
+    # What every traced function is optimised with (tf.function's call options).
+    serialized = context.context().function_call_options.config_proto_serialized
+    rewrite = config_pb2.ConfigProto.FromString(serialized).graph_options.rewrite_options
+    config = rewriter_config_pb2.RewriterConfig
+    assert rewrite.meta_optimizer_iterations == config.ONE
+    assert rewrite.memory_optimization == config.NO_MEM_OPT
+    assert rewrite.layout_optimizer == config.OFF
+    assert rewrite.experimental_conditional_code_motion == config.OFF
+    assert rewrite.constant_folding == config.OFF
+    # The thread settings of threads.configure() still apply on top.
+    assert context.context().config.intra_op_parallelism_threads == \
+        tf.config.threading.get_intra_op_parallelism_threads()
+    # Functions still run (and with the remapper's fusions: one is enough to
+    # show the config is accepted by the runtime).
+    f = tf.function(lambda x: tf.nn.relu(tf.matmul(x, x) + 1.0))
+    np.testing.assert_allclose(f(tf.eye(2)).numpy(), [[2.0, 1.0], [1.0, 2.0]])
