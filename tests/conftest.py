@@ -69,14 +69,32 @@ def assert_one_line_error(proc, *fragments):
     return lines[-1]
 
 
+def written(marker) -> bool:
+    """Whether ``marker`` exists; for a ``ckpt-N.index`` file, also whether the
+    ``checkpoint`` state file beside it names ckpt-N (CheckpointManager
+    writes the index first and the state file after it, so a resume between
+    the two would start from the checkpoint before)."""
+    if not os.path.exists(marker):
+        return False
+    name = os.path.basename(marker)
+    if not (name.startswith("ckpt-") and name.endswith(".index")):
+        return True
+    try:
+        with open(os.path.join(os.path.dirname(marker), "checkpoint")) as f:
+            latest = f.readline()
+    except OSError:
+        return False
+    return latest.rstrip().endswith(f'{name[:-len(".index")]}"')
+
+
 def kill_when_exists(script, args, marker, timeout=600):
-    """Starts bin/<script>, SIGKILLs it as soon as ``marker`` exists (a checkpoint file)."""
+    """Starts bin/<script>, SIGKILLs it as soon as ``marker`` is :func:`written`."""
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bin", script), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     deadline = time.time() + timeout
-    while not os.path.exists(marker) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    while not written(marker) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
     assert proc.poll() is None, f"{script} ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
