@@ -298,6 +298,14 @@ def load_saved_model(saved_model_dir: str):
                              f"{first}") from None
 
 
+def find_saved_model(path: str) -> str:
+    """``path``, or ``path/saved_model`` when ``path`` is an export folder holding one."""
+    if (not run_dir.exists(os.path.join(path, "saved_model.pb"))
+            and run_dir.exists(os.path.join(path, "saved_model", "saved_model.pb"))):
+        return os.path.join(path, "saved_model")
+    return path
+
+
 def read_metadata(saved_model_dir: str, formats: tuple[str, ...] = (FORMAT,)) -> dict:
     """The metadata of an autonet_tf export of one of ``formats``; UserInputError otherwise."""
     flag = f"--saved_model={saved_model_dir!r}"

@@ -27,7 +27,8 @@ from autonet_tf import cli
 from autonet_tf import cli_flags
 
 flags.DEFINE_string("saved_model", None, "The exported SavedModel directory "
-                    "(<run>/export/saved_model).", required=True)
+                    "(<run>/export/saved_model, or the export folder <run>/export "
+                    "that holds it).", required=True)
 flags.DEFINE_string("dataset", None, "Dataset to evaluate on (default: the one in the export's "
                     "metadata); same choices as bin/train.py.")
 flags.DEFINE_string("data_dir", None, "tfds data directory.")
@@ -53,7 +54,8 @@ def main(argv):
                                      format_confusion, write_report)
     from autonet_tf.io import run_dir
 
-    meta = export.read_metadata(FLAGS.saved_model, (export.FORMAT, lm_export.FORMAT))
+    saved_model = export.find_saved_model(FLAGS.saved_model)
+    meta = export.read_metadata(saved_model, (export.FORMAT, lm_export.FORMAT))
     if meta["format"] == lm_export.FORMAT:
         if FLAGS.strategy != "default":
             print(f"warning: --strategy={FLAGS.strategy} is ignored for language models "
@@ -61,7 +63,7 @@ def main(argv):
         if FLAGS.bptt is not None and FLAGS.bptt <= 0:
             cli.fail(f"--bptt={FLAGS.bptt} is invalid: expected an integer > 0")
         result = evaluate_language_model(
-            FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir, FLAGS.split,
+            saved_model, FLAGS.dataset, FLAGS.data_dir, FLAGS.split,
             FLAGS.batch_size if FLAGS["batch_size"].present else 10, FLAGS.bptt)
         print(f"{result['split']} tokens {result['tokens']} ({result['unknown_words']} unknown "
               f"words read as <unk>) | loss {result['loss']:.4f} | perplexity "
@@ -79,7 +81,7 @@ def main(argv):
     if FLAGS.dataset is not None:
         data = DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
                           image_size=FLAGS.image_size)
-    result = evaluate_export(FLAGS.saved_model, data, FLAGS.batch_size, FLAGS.seed, strategy)
+    result = evaluate_export(saved_model, data, FLAGS.batch_size, FLAGS.seed, strategy)
     line = f"test images {result.count} | loss {result.loss:.4f} | top-1 {result.top1:.4f}"
     if result.top5 is not None:
         line += f" | top-5 {result.top5:.4f}"
