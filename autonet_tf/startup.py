@@ -50,12 +50,18 @@ def configure_collector() -> None:
         gc.set_threshold(*GC_THRESHOLDS)
 
 
-def set_rewrite_options(options: dict) -> None:
-    """Sets Grappler ``RewriterConfig`` fields (name -> enum value name) for later graphs."""
+def set_rewrite_options(options: dict) -> bool:
+    """Sets Grappler ``RewriterConfig`` fields (name -> enum value name) for later graphs.
+
+    Returns False, changing nothing, when this TensorFlow's eager context
+    does not have the private fields used (the settings only save time).
+    """
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
     from tensorflow.python.eager import context
 
     ctx = context.context()
+    if not (hasattr(ctx, "_config") and hasattr(ctx, "_thread_local_data")):
+        return False
     config = config_pb2.ConfigProto()
     if ctx._config is not None:
         config.CopyFrom(ctx._config)
@@ -64,6 +70,7 @@ def set_rewrite_options(options: dict) -> None:
         setattr(rewrite, name, getattr(rewriter_config_pb2.RewriterConfig, value))
     ctx._config = config
     ctx._thread_local_data.function_call_options = None  # rebuilt from the new config
+    return True
 
 
 def configure() -> None:

@@ -68,6 +68,8 @@ def test_start_up_skips_grappler_work_that_changes_nothing_on_cpu_hosts():
     from autonet_tf import startup
 
     assert not tf.config.list_physical_devices("GPU")
+    # This TensorFlow has the eager-context fields the settings are written to.
+    assert startup.set_rewrite_options(startup.CPU_REWRITE_OPTIONS)
     startup.configure()
     # What every traced function is optimised with (tf.function's call options).
     serialized = context.context().function_call_options.config_proto_serialized
