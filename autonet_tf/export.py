@@ -312,9 +312,8 @@ def read_metadata(saved_model_dir: str, formats: tuple[str, ...] = (FORMAT,)) ->
     if not run_dir.isdir(saved_model_dir):
         raise UserInputError(f"{flag} does not exist or is not a directory")
     if not run_dir.exists(os.path.join(saved_model_dir, "saved_model.pb")):
-        hint = ""
-        if run_dir.exists(os.path.join(saved_model_dir, "saved_model", "saved_model.pb")):
-            hint = f"; did you mean {os.path.join(saved_model_dir, 'saved_model')!r}?"
+        inner = find_saved_model(saved_model_dir)
+        hint = f"; did you mean {inner!r}?" if inner != saved_model_dir else ""
         raise UserInputError(f"{flag} is not a SavedModel (no saved_model.pb){hint}")
     path = os.path.join(saved_model_dir, MARKER)
     try:

@@ -106,6 +106,14 @@ def test_read_metadata_rejects_folders_that_are_not_our_exports(tmp_path):
         export.read_metadata(str(tmp_path / "missing"))
     with pytest.raises(UserInputError, match="not a SavedModel"):
         export.read_metadata(str(tmp_path))
+    # An export folder: the programs look inside it; the library names the inner folder.
+    inner = tmp_path / "export" / "saved_model"
+    inner.mkdir(parents=True)
+    (inner / "saved_model.pb").write_bytes(b"")
+    assert export.find_saved_model(str(tmp_path / "export")) == str(inner)
+    assert export.find_saved_model(str(inner)) == str(inner)
+    with pytest.raises(UserInputError, match="did you mean .*export/saved_model"):
+        export.read_metadata(str(tmp_path / "export"))
     module = tf.Module()
     module.v = tf.Variable(1.0)
     tf.saved_model.save(module, str(tmp_path / "other"))
