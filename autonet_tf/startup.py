@@ -13,8 +13,9 @@
   the pass walks every one of their tens of thousands of nodes: without it
   the CIFAR-10 supernet's first iteration took 61.6 instead of 69.9 s and
   the digits search step graph 15.7-15.8 instead of 18.1-18.8 s, with the same step
-  times (2 cores; docs/benchmarks.md). The other Grappler passes stay on
-  (each one off made the digits step graph slower or no faster).
+  times (2 cores; docs/benchmarks.md). Switching any other single pass off
+  made the digits step graph slower or no faster; what is skipped besides
+  is the idle work below, found by logging each pass.
 * **Grappler's idle work skipped on hosts without a GPU**
   (:data:`CPU_REWRITE_OPTIONS`): one round of its passes instead of two,
   no memory optimizer (its swapping and recomputation rewrite GPU graphs),
