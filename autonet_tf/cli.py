@@ -119,19 +119,19 @@ _STARTUP_NOISE = (
 
 
 def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow (and probes its devices) with the start-up noise filtered out.
+    """Imports TensorFlow and probes its devices, with the start-up noise filtered out.
 
     Anything else TensorFlow writes to stderr meanwhile is passed on. Skipped
     when the user sets TF_CPP_MIN_LOG_LEVEL=0 to see everything.
     """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0" or "tensorflow" in sys.modules:
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
+            import tensorflow as tf  # imported already when a file flag was checked
 
             tf.config.list_physical_devices("GPU")  # the CUDA probe
         finally:
@@ -165,6 +165,50 @@ def avoid_onednn_crash(network: str, image_size: int | None = None) -> None:
           flush=True)
 
 
+#: flags naming files or folders that the programs check through TensorFlow's
+#: filesystems (tf.io.gfile: local, gs://, ...) while they read their flags;
+#: with one of them given, TensorFlow starts before the program's main
+FILE_FLAGS = ("config_file", "genotype", "data_dir", "dataset", "saved_model", "space")
+
+_STARTED: list = []
+
+
+def _names_files() -> bool:
+    """Whether a flag of :data:`FILE_FLAGS` is given (a published genotype name is no file)."""
+    from autonet_tf.search_space.genotypes import PUBLISHED
+
+    for name in FILE_FLAGS:
+        if name in flags.FLAGS and flags.FLAGS[name].present:
+            if not (name == "genotype" and flags.FLAGS[name].value in PUBLISHED):
+                return True
+    return False
+
+
+def _thread_flags() -> tuple:
+    return tuple(flags.FLAGS[name].value if name in flags.FLAGS else None
+                 for name in ("intra_op_threads", "inter_op_threads"))
+
+
+def start_tensorflow() -> None:
+    """Starts TensorFlow for a program whose flags have been checked (once per process).
+
+    Imports it with the start-up noise filtered out, then applies the
+    programs' start-up settings (:func:`autonet_tf.startup.configure`) and
+    thread pools (``--intra_op_threads``/``--inter_op_threads``), which must
+    precede TensorFlow's first op. Programs call it after reading their
+    flags, so that bad input is answered without the seconds TensorFlow
+    takes to start.
+    """
+    if _STARTED:
+        return
+    _STARTED.append(True)
+    _import_tensorflow_quietly()
+    startup.configure()
+    threads.configure(*_thread_flags())
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines
+
+
 #: the module of the program being run (its docstring and flags head --help)
 _PROGRAM: list = [None]
 
@@ -180,15 +224,12 @@ def run(main) -> None:
         if "network" in flags.FLAGS:
             avoid_onednn_crash(flags.FLAGS.network, flags.FLAGS["image_size"].value
                                if "image_size" in flags.FLAGS else None)
-        _import_tensorflow_quietly()
-        startup.configure()
         try:
-            threads.configure(*(flags.FLAGS[name].value if name in flags.FLAGS else None
-                                for name in ("intra_op_threads", "inter_op_threads")))
+            threads.check(*_thread_flags())
         except UserInputError as e:
             fail(str(e))
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
-        absl_logging.set_verbosity(absl_logging.WARNING)  # e.g. checkpoint saver INFO lines
+        if _names_files():
+            start_tensorflow()  # their checks read files through TensorFlow's filesystems
         try:
             code = main(argv)
         except UserInputError as e:

@@ -25,7 +25,6 @@ import re
 import yaml
 
 from autonet_tf.errors import UserInputError
-from autonet_tf.io import run_dir
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads ``5e-07`` (json.dumps' way of writing floats) as a string; JSON and
@@ -52,6 +51,8 @@ _NOT_FROM_FILE = ("model_dir",)
 
 def load(path: str) -> dict:
     """The mapping in a YAML or JSON file (one clear error when it is not one)."""
+    from autonet_tf.io import run_dir  # TensorFlow's filesystems: local, gs://, ...
+
     if not run_dir.exists(path):
         raise UserInputError(f"--config_file={path!r} does not exist")
     try:

@@ -38,6 +38,14 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def check(intra: int | None, inter: int | None) -> None:
+    """Raises :class:`UserInputError` for a negative thread count."""
+    for name, value in (("intra", intra), ("inter", inter)):
+        if value is not None and value < 0:
+            raise UserInputError(f"--{name}_op_threads={value} must be 0 (TensorFlow's "
+                                 f"choice) or more")
+
+
 def choose(intra: int | None, inter: int | None, has_gpu: bool,
            cpus: int | None = None) -> dict:
     """``{"intra": n or None, "inter": n or None}``: what to set (None: TensorFlow's choice).
@@ -46,10 +54,7 @@ def choose(intra: int | None, inter: int | None, has_gpu: bool,
     host of at most :data:`AUTO_MAX_CPUS` cores gets one thread per kernel
     and one kernel per core.
     """
-    for name, value in (("intra", intra), ("inter", inter)):
-        if value is not None and value < 0:
-            raise UserInputError(f"--{name}_op_threads={value} must be 0 (TensorFlow's "
-                                 f"choice) or more")
+    check(intra, inter)
     cpus = cpus or cpu_count()
     auto = not has_gpu and cpus <= AUTO_MAX_CPUS
     chosen = {}

@@ -80,3 +80,23 @@ def test_onednn_is_turned_off_only_where_the_imagenet_network_trains(network, im
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == ("OFF" if turned_off else "ON")
     assert ("oneDNN CPU kernels off" in proc.stdout) == turned_off
+
+
+@pytest.mark.parametrize("script,args", [
+    ("search.py", ["--epochs=0"]),
+    ("search.py", ["--model=rnn", "--nhid=-3"]),
+    ("train.py", ["--genotype=DARTS_V2", "--cutout_length=-1"]),
+    ("tune.py", ["--max_trials=0"]),
+    ("search.py", ["--intra_op_threads=-1"]),
+])
+def test_bad_flags_are_refused_before_tensorflow_starts(script, args):
+    # TensorFlow takes seconds to start; flags that name no file are checked first.
+    code = ("import atexit, runpy, sys\n"
+            "atexit.register(lambda: print('tensorflow imported:', 'tensorflow' in sys.modules))\n"
+            f"sys.argv = {[script, *args]!r}\n"
+            f"runpy.run_path({os.path.join(ROOT, 'bin', script)!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: "), proc.stderr
+    assert "tensorflow imported: False" in proc.stdout, proc.stdout

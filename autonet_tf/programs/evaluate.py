@@ -48,6 +48,7 @@ def main(argv):
     del argv
     if FLAGS.batch_size <= 0:
         cli.fail(f"--batch_size={FLAGS.batch_size} is invalid: expected an integer > 0")
+    cli.start_tensorflow()
     from autonet_tf import export, lm_export
     from autonet_tf.configs import DataConfig
     from autonet_tf.evaluate import (evaluate_export, evaluate_language_model,

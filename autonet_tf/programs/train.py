@@ -71,6 +71,7 @@ def main(argv):
                              "file, inline JSON, or a --config_file of a training run")
     rnn = FLAGS.model == "rnn"
     config = rnn_config() if rnn else cnn_config()
+    cli.start_tensorflow()
     from autonet_tf import tasks
     from autonet_tf.distribute.strategy import strategy_for
 

@@ -203,6 +203,7 @@ def main(argv):
             cli.fail("--devices_per_worker sets each worker's --num_devices; pass one of them")
     if FLAGS.num_devices is not None and FLAGS.num_devices <= 0:
         cli.fail(f"--num_devices={FLAGS.num_devices} is invalid: expected an integer > 0")
+    cli.start_tensorflow()
     from autonet_tf.tuning import load_space
     from autonet_tf.tuning.api import build_tuner, resolve_objective, result_of, summary_table
     from autonet_tf.tuning.tuner import best_record
