@@ -26,6 +26,17 @@ tf.config.set_logical_device_configuration(
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first, then the other fresh-process ones, then the rest (each
+    group in file order). The two workers then start the longest tests early
+    and share out the short ones at the end, instead of one worker finishing
+    a multi-minute test alone."""
+    def rank(item):
+        return (0 if item.get_closest_marker("slow") else
+                1 if item.get_closest_marker("process") else 2)
+    items.sort(key=rank)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
