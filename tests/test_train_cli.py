@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from autonet_tf.search_space.genotypes import DARTS_V1, DARTS_V2
 from conftest import assert_one_line_error, kill_when_exists, run_bin, run_bin_with_mock_tfds
@@ -25,8 +26,7 @@ def test_killed_training_resumes_then_evaluates_in_a_fresh_process(tmp_path):
                      os.path.join(d, "checkpoints", "ckpt-3.index"))
     assert not os.path.exists(os.path.join(d, "export"))
     # The kill lands at ckpt-3 or a step or two later on a busy machine.
-    latest = int(open(os.path.join(d, "checkpoints", "checkpoint")).read()
-                 .split('model_checkpoint_path: "ckpt-')[1].split('"')[0])
+    latest = int(tf.train.latest_checkpoint(os.path.join(d, "checkpoints")).rsplit("-", 1)[1])
     assert 3 <= latest < 6
     resumed = run_bin("train.py", "--genotype=DARTS_V1", f"--model_dir={d}", "--epochs=3",
                       "--seed=3", *TINY)
