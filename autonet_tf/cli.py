@@ -196,8 +196,8 @@ def start_tensorflow() -> None:
     programs' start-up settings (:func:`autonet_tf.startup.configure`) and
     thread pools (``--intra_op_threads``/``--inter_op_threads``), which must
     precede TensorFlow's first op. Programs call it after reading their
-    flags, so that bad input is answered without the seconds TensorFlow
-    takes to start.
+    flags (``run(main, flags_first=True)``), so that bad input is answered
+    without the seconds TensorFlow takes to start.
     """
     if _STARTED:
         return
@@ -213,8 +213,14 @@ def start_tensorflow() -> None:
 _PROGRAM: list = [None]
 
 
-def run(main) -> None:
-    """``absl.app.run`` with one-line errors and exit code 2 for bad input."""
+def run(main, flags_first: bool = False) -> None:
+    """``absl.app.run`` with one-line errors and exit code 2 for bad input.
+
+    TensorFlow starts (:func:`start_tensorflow`) before ``main``, or with
+    ``flags_first`` when ``main`` calls :func:`start_tensorflow` itself once
+    it has checked its flags (unless a flag names a file: those are read
+    through TensorFlow's filesystems, so it starts first then too).
+    """
     _PROGRAM[0] = sys.modules.get(main.__module__)
 
     def wrapped(argv):
@@ -228,8 +234,8 @@ def run(main) -> None:
             threads.check(*_thread_flags())
         except UserInputError as e:
             fail(str(e))
-        if _names_files():
-            start_tensorflow()  # their checks read files through TensorFlow's filesystems
+        if not flags_first or _names_files():
+            start_tensorflow()
         try:
             code = main(argv)
         except UserInputError as e:

@@ -87,3 +87,32 @@ def test_start_up_skips_grappler_work_that_changes_nothing_on_cpu_hosts():
     # show the config is accepted by the runtime).
     f = tf.function(lambda x: tf.nn.relu(tf.matmul(x, x) + 1.0))
     np.testing.assert_allclose(f(tf.eye(2)).numpy(), [[2.0, 1.0], [1.0, 2.0]])
+
+
+
+@pytest.mark.process
+def test_a_main_that_does_not_check_flags_first_runs_with_the_programs_settings(no_thread_env):
+    # bin/benchmark*.py: cli.run starts TensorFlow with the programs' thread
+    # pools and start-up settings before main, so the benchmarks measure what
+    # the programs run.
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("from autonet_tf import cli\n"
+            "def main(argv):\n"
+            "    import tensorflow as tf\n"
+            "    from autonet_tf import startup\n"
+            "    print('THREADS', tf.config.threading.get_intra_op_parallelism_threads(),\n"
+            "          tf.config.threading.get_inter_op_parallelism_threads(),\n"
+            "          tf.config.optimizer.get_experimental_options().get('constant_folding'))\n"
+            "cli.run(main)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    intra, inter, folding = proc.stdout.split("THREADS")[-1].split()
+    expected = threads.choose(None, None, bool(tf.config.list_physical_devices("GPU")))
+    assert int(intra) == (expected["intra"] or 0)
+    assert int(inter) == (expected["inter"] or 0)
+    assert folding == "False"  # startup.GRAPPLER_OPTIONS

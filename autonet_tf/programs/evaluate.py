@@ -96,7 +96,7 @@ def main(argv):
 
 def run() -> None:
     """The console entry point ``autonet-evaluate``."""
-    cli.run(main)
+    cli.run(main, flags_first=True)
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ def main(argv):
 
 def run() -> None:
     """The console entry point ``autonet-search``."""
-    cli.run(main)
+    cli.run(main, flags_first=True)
 
 
 if __name__ == "__main__":

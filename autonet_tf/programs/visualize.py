@@ -54,7 +54,7 @@ def main(argv):
 
 def run() -> None:
     """The console entry point ``autonet-visualize``."""
-    cli.run(main)
+    cli.run(main, flags_first=True)
 
 
 if __name__ == "__main__":
