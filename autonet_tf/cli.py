@@ -168,7 +168,7 @@ def avoid_onednn_crash(network: str, image_size: int | None = None) -> None:
 #: flags naming files or folders that the programs check through TensorFlow's
 #: filesystems (tf.io.gfile: local, gs://, ...) while they read their flags;
 #: with one of them given, TensorFlow starts before the program's main
-FILE_FLAGS = ("config_file", "genotype", "data_dir", "dataset", "saved_model", "space")
+FILE_FLAGS = ("config_file", "genotype", "data_dir", "dataset", "saved_model")
 
 _STARTED: list = []
 

@@ -89,7 +89,6 @@ def test_start_up_skips_grappler_work_that_changes_nothing_on_cpu_hosts():
     np.testing.assert_allclose(f(tf.eye(2)).numpy(), [[2.0, 1.0], [1.0, 2.0]])
 
 
-
 @pytest.mark.process
 def test_a_main_that_does_not_check_flags_first_runs_with_the_programs_settings(no_thread_env):
     # bin/benchmark*.py: cli.run starts TensorFlow with the programs' thread
