@@ -88,6 +88,12 @@ def test_onednn_is_turned_off_only_where_the_imagenet_network_trains(network, im
     ("train.py", ["--genotype=DARTS_V2", "--cutout_length=-1"]),
     ("tune.py", ["--max_trials=0"]),
     ("tune.py", ["--space=iris_mlp", "--max_trials=0"]),  # read with open(), not TensorFlow
+    # the search's settings (autonet_tf.tuning.checks)
+    ("tune.py", ["--objective=f1"]),
+    ("tune.py", ["--objective=val_auc"]),
+    ("tune.py", ["--exploration=1.5"]),
+    ("tune.py", ["--oracle=random", "--candidates=8"]),
+    ("tune.py", ["--space=darts_search", "--trial=train_genotype"]),
     ("search.py", ["--intra_op_threads=-1"]),
 ])
 def test_bad_flags_are_refused_before_tensorflow_starts(script, args):

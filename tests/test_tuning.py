@@ -284,6 +284,13 @@ def test_yaml_validation_names_the_parameter_and_the_problem(tmp_path, text, fra
     assert fragment in str(e.value) and str(path) in str(e.value)
 
 
+def test_the_checks_without_tensorflow_know_every_built_in_trial():
+    from autonet_tf.tuning import checks, trials
+
+    assert tuple(trials.TRIALS) == checks.TRIAL_NAMES
+    assert set(checks.CONFIG_OF_TRIAL) <= set(checks.TRIAL_NAMES)
+
+
 def test_shipped_spaces_load():
     for name in ("iris_mlp", "simple_cnn", "darts_search"):
         space = load_space(builtin_space_path(name))

@@ -31,11 +31,11 @@ import time
 from absl import flags
 
 from autonet_tf import cli, cli_flags
+from autonet_tf.tuning.checks import ORACLES
 
 flags.DEFINE_string("space", "iris_mlp", "YAML space file, or iris_mlp, simple_cnn, "
                     "darts_search (shipped with the package).")
-flags.DEFINE_enum("oracle", "weighted_random",
-                  ["weighted_random", "random", "grid", "bayesian", "hyperband"],
+flags.DEFINE_enum("oracle", "weighted_random", ORACLES,
                   "Search algorithm (hyperband: trials get epoch budgets up to "
                   "--epochs_per_trial).")
 flags.DEFINE_bool("median_stopping", False, "Stop a trial whose objective at an epoch is "
@@ -203,11 +203,8 @@ def main(argv):
             cli.fail("--devices_per_worker sets each worker's --num_devices; pass one of them")
     if FLAGS.num_devices is not None and FLAGS.num_devices <= 0:
         cli.fail(f"--num_devices={FLAGS.num_devices} is invalid: expected an integer > 0")
-    cli.start_tensorflow()
-    from autonet_tf.tuning import load_space
-    from autonet_tf.tuning.api import build_tuner, resolve_objective, result_of, summary_table
-    from autonet_tf.tuning.tuner import best_record
-    from autonet_tf.tuning.space import builtin_space_path
+    from autonet_tf.tuning.checks import check_settings
+    from autonet_tf.tuning.space import builtin_space_path, load_space
 
     path = FLAGS.space
     if not os.path.exists(path) and os.path.exists(builtin_space_path(path)):
@@ -216,8 +213,13 @@ def main(argv):
     trial = FLAGS.trial or space.trial
     if trial is None:
         cli.fail(f"--space={FLAGS.space!r} names no 'trial:' to run; pass --trial")
+    check_settings(trial, space, oracle=FLAGS.oracle, objective=FLAGS.objective,
+                   exploration=FLAGS.exploration, candidates=FLAGS.candidates)
     stem = os.path.splitext(os.path.basename(path))[0]
     directory = FLAGS.directory or os.path.join("runs", f"tune_{stem}")
+    cli.start_tensorflow()
+    from autonet_tf.tuning.api import build_tuner, resolve_objective, result_of, summary_table
+    from autonet_tf.tuning.tuner import best_record
 
     def tuner_of(strategy=None):
         return build_tuner(trial, space, oracle=FLAGS.oracle, max_trials=FLAGS.max_trials,

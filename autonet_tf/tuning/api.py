@@ -23,10 +23,10 @@ import os
 
 import keras_tuner as kt
 
-from autonet_tf.errors import UserInputError
+from autonet_tf.tuning.checks import check_settings, objective_of
 from autonet_tf.tuning.oracles import create_oracle
 from autonet_tf.tuning.space import Space
-from autonet_tf.tuning.trials import METRICS, check_inputs, get_trial
+from autonet_tf.tuning.trials import check_inputs, get_trial
 from autonet_tf.tuning.tuner import ACCURACY, BEST_FILE, RecordingMixin, TrialTuner
 
 PROJECT = "search"
@@ -44,26 +44,7 @@ class TuneResult:
 
 def resolve_objective(space: Space, name: str | None = None) -> kt.Objective:
     """--objective NAME[:min|max] > the space's objective > val_loss (min)."""
-    direction = None
-    if name:
-        name, _, direction = name.partition(":")
-        direction = direction or None
-        if direction not in (None, "min", "max"):
-            raise UserInputError(f"--objective={name}:{direction} is invalid: the direction "
-                                 f"must be min or max")
-    declared = space.objective or {}
-    name = name or declared.get("name") or "val_loss"
-    if direction is None:
-        if declared.get("name") == name and declared.get("direction"):
-            direction = declared["direction"]
-        elif "loss" in name or "error" in name:
-            direction = "min"
-        elif "acc" in name or "auc" in name:
-            direction = "max"
-        else:
-            raise UserInputError(f"--objective={name!r}: say whether to minimise or maximise "
-                                 f"it, e.g. --objective={name}:min")
-    return kt.Objective(name, direction)
+    return kt.Objective(*objective_of(space, name))
 
 
 def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_trials: int = 10,
@@ -80,13 +61,11 @@ def build_tuner(trial, space: Space, *, oracle: str = "weighted_random", max_tri
     ``median_stopping``: stop trials that fall behind the median of earlier
     trials at the same epoch (see :mod:`autonet_tf.tuning.tuner`).
     """
+    kt_objective = kt.Objective(*check_settings(trial, space, oracle=oracle, objective=objective,
+                                                exploration=exploration, candidates=candidates))
     trial_fn = get_trial(trial) if isinstance(trial, str) else trial
-    kt_objective = resolve_objective(space, objective)
-    if isinstance(trial, str):  # a built-in trial: its metrics and inputs are known
-        if kt_objective.name not in METRICS:
-            raise UserInputError(f"--objective={kt_objective.name!r} is not a metric of the "
-                                 f"{trial!r} trial; expected one of {', '.join(METRICS)}")
-        check_inputs(trial, dataset, [p.name for p in space.params])
+    if isinstance(trial, str):  # a built-in trial: what it reads is known
+        check_inputs(trial, dataset)
     oracle_obj = create_oracle(oracle, space, kt_objective, max_trials, seed,
                                mixin=RecordingMixin, exploration=exploration,
                                candidates=candidates,

@@ -55,10 +55,9 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.engine import trial as trial_module
 
-from autonet_tf.errors import UserInputError
+from autonet_tf.tuning.checks import ORACLES, check_oracle  # noqa: F401 (ORACLES: docs)
 from autonet_tf.tuning.space import Space
 
-ORACLES = ("weighted_random", "random", "grid", "bayesian", "hyperband")
 DEFAULT_EXPLORATION = 0.2
 DEFAULT_CANDIDATES = 64
 # Candidate j of a model-guided trial is pulled towards its anchor by
@@ -167,12 +166,7 @@ class WeightedRandomOracle(kt.Oracle):
                  exploration: float = DEFAULT_EXPLORATION,
                  candidates: int = DEFAULT_CANDIDATES, model_start: int | None = None,
                  **kwargs):
-        if not 0.0 <= exploration <= 1.0:
-            raise UserInputError(f"exploration={exploration} is invalid: expected a share "
-                                 f"between 0 and 1")
-        if int(candidates) != candidates or candidates < 1:
-            raise UserInputError(f"candidates={candidates} is invalid: expected an integer "
-                                 f">= 1 (1: no model)")
+        check_oracle("weighted_random", exploration, candidates)
         super().__init__(objective=objective, max_trials=max_trials,
                          hyperparameters=space.to_hyperparameters(),
                          allow_new_entries=False, tune_new_entries=False,
@@ -280,18 +274,12 @@ def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int
     (factor 3, one iteration; ``max_trials`` still caps the trials); other
     keyword arguments go to the KerasTuner oracle.
     """
-    for setting, value in (("exploration", exploration), ("candidates", candidates)):
-        if value is not None and name != "weighted_random":
-            raise UserInputError(f"--{setting} is a setting of the weighted_random oracle, "
-                                 f"not of {name!r}")
+    check_oracle(name, exploration, candidates)
     classes = {"weighted_random": WeightedRandomOracle,
                "random": kt.oracles.RandomSearchOracle,
                "grid": kt.oracles.GridSearchOracle,
                "bayesian": kt.oracles.BayesianOptimizationOracle,
                "hyperband": kt.oracles.HyperbandOracle}
-    if name not in classes:
-        raise UserInputError(f"--oracle={name!r} is not known; expected one of "
-                             f"{', '.join(ORACLES)}")
     cls = classes[name]
     if mixin is not None:
         cls = type(f"{mixin.__name__}{cls.__name__}", (mixin, cls), {})

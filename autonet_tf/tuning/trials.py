@@ -40,6 +40,7 @@ import numpy as np
 
 from autonet_tf.errors import UserInputError
 from autonet_tf.seeding import seeded
+from autonet_tf.tuning.checks import check_trial_name, config_fields
 
 
 @dataclasses.dataclass
@@ -183,16 +184,6 @@ def _image_config(dataset: str | None):
     return DataConfig(dataset=dataset or "digits", stream="off")
 
 
-def _config_fields(cls, values: dict, skip=()) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names - set(skip))
-    if unknown:
-        raise UserInputError(f"parameters {unknown} of the space are not settings of "
-                             f"{cls.__name__} (expected names such as "
-                             f"{', '.join(sorted(names)[:6])}, ...)")
-    return {k: v for k, v in values.items() if k in names}
-
-
 def _report_history(context: TrialContext, history: list[dict]) -> None:
     """Sends a trainer's history (one record per epoch) to the chief, epoch by epoch.
 
@@ -208,7 +199,7 @@ def darts_search_trial(values: dict, context: TrialContext) -> dict:
     from autonet_tf.search import run_search
 
     config = SearchConfig(**{"epochs": context.epochs, "seed": context.seed,
-                             "progress": False, **_config_fields(SearchConfig, values)},
+                             "progress": False, **config_fields(SearchConfig, values)},
                           data=_image_config(context.dataset),
                           model_dir=context.directory)
     config.validate()
@@ -224,7 +215,7 @@ def train_genotype_trial(values: dict, context: TrialContext) -> dict:
     from autonet_tf.configs import TrainConfig
     from autonet_tf.train import run_train
 
-    fields = _config_fields(TrainConfig, values)
+    fields = config_fields(TrainConfig, values)
     config = TrainConfig(**{"epochs": context.epochs, "seed": context.seed, "progress": False,
                             "export": False, **fields},
                          data=_image_config(context.dataset),
@@ -237,38 +228,27 @@ def train_genotype_trial(values: dict, context: TrialContext) -> dict:
             "accuracy": history[-1].get("train_accuracy", math.nan)}
 
 
-#: Metrics every built-in trial returns (any of them can be the objective).
-METRICS = ("val_loss", "val_accuracy", "loss", "accuracy")
-
 TRIALS = {"mlp": mlp_trial, "simple_cnn": simple_cnn_trial,
           "darts_search": darts_search_trial, "train_genotype": train_genotype_trial}
 
 
 
 
-def check_inputs(name: str, dataset: str | None, parameters) -> None:
-    """Validates once, before any trial, what every trial of built-in ``name`` reads.
-
-    The dataset is read as a trial would read it and the parameter names are
-    checked against the trial's settings, so bad input is one error, not one
-    failed trial after another. Raises UserInputError.
+def check_inputs(name: str, dataset: str | None) -> None:
+    """Reads once, before any trial, the dataset every trial of built-in ``name``
+    reads, so bad input is one error, not one failed trial after another
+    (the settings are :func:`autonet_tf.tuning.checks.check_settings`'). Raises
+    UserInputError.
     """
-    get_trial(name)
+    check_trial_name(name)
     if name == "mlp":
         _tabular(dataset)
         return
     from autonet_tf.data import images
 
     images.load(_image_config(dataset), 0)
-    if name in ("darts_search", "train_genotype"):
-        from autonet_tf.configs import SearchConfig, TrainConfig
-
-        cls = SearchConfig if name == "darts_search" else TrainConfig
-        _config_fields(cls, dict.fromkeys(parameters))
 
 
 def get_trial(name: str):
-    if name not in TRIALS:
-        raise UserInputError(f"--trial={name!r} is not known; expected one of "
-                             f"{', '.join(TRIALS)}")
+    check_trial_name(name)
     return TRIALS[name]
