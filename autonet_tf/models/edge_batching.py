@@ -62,7 +62,7 @@ def _norm_shared(layers, x, training):
     """
     first = layers[0]
     if not (training and first.trainable):
-        return _norm(layers, tf.tile(x, [1, 1, 1, len(layers)]), training), False
+        return _norm(layers, _copies_side_by_side(x, len(layers)), training), False
     out, (mean, variance) = normalize([first], x, training)
     m = first.momentum
     for name, new in (("moving_mean", mean), ("moving_variance", variance)):
@@ -74,13 +74,23 @@ def _norm_shared(layers, x, training):
     return out, True
 
 
+def _copies_side_by_side(x, k: int):
+    """``k`` copies of ``x`` along its channels: ``tf.tile(x, [1, 1, 1, k])``.
+
+    A concatenation instead of a tile: the same values, but the gradient of
+    a tile transposes int32 shapes, which oneDNN builds of TensorFlow answer
+    with an error line on stderr, in the middle of the user's output.
+    """
+    return tf.concat([x] * k, axis=-1)
+
+
 def _dil_convs(ops, x, training, tiled: bool):
     """ReLU, depthwise, pointwise, BN of k DilConvs: ``x`` shared, or the k inputs side by side."""
     first, k = ops[0], len(ops)
     conv = first.conv
     x = first.conv_input(x)
     if not tiled:
-        x = tf.tile(x, [1, 1, 1, k])
+        x = _copies_side_by_side(x, k)
     depthwise = _side_by_side([op.conv.depthwise_kernel for op in ops], 2, x.dtype)
     pointwise = _side_by_side([op.conv.pointwise_kernel for op in ops], 3, x.dtype)
     y = tf.nn.depthwise_conv2d(x, depthwise, (1,) + tuple(conv.strides) + (1,),
