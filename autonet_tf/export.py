@@ -31,6 +31,7 @@ auxiliary head's included).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -152,18 +153,33 @@ def save_endpoints(path: str, endpoints: dict, resources=()) -> None:
     """
     root = tf.__internal__.tracking.AutoTrackable()
     signatures, used = {}, {}
-    for name, (fn, input_signature) in endpoints.items():
-        function = tf.function(fn, input_signature=input_signature, autograph=False)
-        setattr(root, name, function)
-        signatures[name] = function.get_concrete_function()
-        for v in signatures[name].variables:
-            used.setdefault(id(v), v)
+    options = tf.saved_model.SaveOptions()
+    with _tracing_as_saved(options):
+        for name, (fn, input_signature) in endpoints.items():
+            function = tf.function(fn, input_signature=input_signature, autograph=False)
+            setattr(root, name, function)
+            signatures[name] = function.get_concrete_function()
+            for v in signatures[name].variables:
+                used.setdefault(id(v), v)
     signatures.setdefault("serving_default", signatures[next(iter(endpoints))])
     root.variables = list(used.values())
     root.trainable_variables = [v for v in root.variables if v.trainable]
     root.non_trainable_variables = [v for v in root.variables if not v.trainable]
     root.resources = list(resources)
-    tf.saved_model.save(root, path, signatures=signatures)
+    tf.saved_model.save(root, path, signatures=signatures, options=options)
+
+
+def _tracing_as_saved(options):
+    """A context in which functions trace as ``tf.saved_model.save(..., options=options)``
+    traces them, so that the save reuses these traces instead of tracing each
+    endpoint again (a function's trace cache is keyed by the save options).
+    TensorFlow's own save context (private); no context where it is missing.
+    """
+    try:
+        from tensorflow.python.saved_model import save_context
+    except ImportError:
+        return contextlib.nullcontext()
+    return save_context.save_context(options)
 
 
 def write_export(export_dir: str, write, meta: dict) -> None:

@@ -119,3 +119,26 @@ def test_read_metadata_rejects_folders_that_are_not_our_exports(tmp_path):
     tf.saved_model.save(module, str(tmp_path / "other"))
     with pytest.raises(UserInputError, match="not an autonet_tf export"):
         export.read_metadata(str(tmp_path / "other"))
+
+
+def test_each_endpoint_is_traced_once_and_serves_the_model(tmp_path):
+    # save_endpoints traces an endpoint as the save will, so the save reuses
+    # that trace instead of tracing the model a second time.
+    import keras
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    traces = []
+
+    def serve(x):
+        traces.append(1)
+        return model(x)
+
+    path = str(tmp_path / "saved")
+    export.save_endpoints(path, {"serve": (serve, [tf.TensorSpec((None, 8), tf.float32)])})
+    assert len(traces) == 1
+    loaded = tf.saved_model.load(path)
+    x = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    np.testing.assert_allclose(loaded.serve(x), model(x), rtol=1e-6)
+    np.testing.assert_allclose(loaded.signatures["serving_default"](tf.constant(x))["output_0"],
+                               model(x), rtol=1e-6)
+    assert len(loaded.variables) == 2
