@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from autonet_tf import cli  # noqa: E402
+from autonet_tf import cli, startup  # noqa: E402
 from autonet_tf.configs import TRACE_SHARING  # noqa: E402
 
 flags.DEFINE_enum("mode", "search", ["search", "train", "rnn_search", "rnn_train"],
@@ -224,7 +224,8 @@ def _time_steps(trainer, iterators) -> list:
     times = []
     for _ in range(FLAGS.warmup + FLAGS.iterations):
         start = time.perf_counter()
-        out = trainer.train_step(*iterators)
+        with startup.training_steps():  # the programs' options (autonet_tf.training.controller)
+            out = trainer.train_step(*iterators)
         float(out["loss"])  # wait for the step
         times.append(time.perf_counter() - start)
     return times

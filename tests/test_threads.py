@@ -115,3 +115,60 @@ def test_a_main_that_does_not_check_flags_first_runs_with_the_programs_settings(
     assert int(intra) == (expected["intra"] or 0)
     assert int(inter) == (expected["inter"] or 0)
     assert folding == "False"  # startup.GRAPPLER_OPTIONS
+
+
+def _remapping():
+    """The remapper setting of tf.function calls made now on this thread."""
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context
+
+    serialized = context.context().function_call_options.config_proto_serialized
+    return config_pb2.ConfigProto.FromString(serialized).graph_options.rewrite_options.remapping
+
+
+def test_training_steps_are_optimised_without_the_remapper_and_other_graphs_with_it():
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.eager import context
+
+    from autonet_tf import startup
+
+    config = rewriter_config_pb2.RewriterConfig
+    startup.configure()
+    f = tf.function(lambda x: tf.nn.relu(x * 2.0 + 1.0))
+    x = tf.constant([-1.0, 0.5])
+    outside = f(x).numpy()
+    assert _remapping() == config.DEFAULT
+    with startup.training_steps():
+        assert _remapping() == config.OFF
+        serialized = context.context().function_call_options.config_proto_serialized
+        options = config_pb2.ConfigProto.FromString(serialized)
+        # the other start-up settings are kept
+        assert options.graph_options.rewrite_options.layout_optimizer == config.OFF
+        assert options.inter_op_parallelism_threads == tf.config.threading.\
+            get_inter_op_parallelism_threads()
+        np.testing.assert_array_equal(f(x).numpy(), outside)
+    assert _remapping() == config.DEFAULT
+
+
+def test_the_controller_runs_every_training_step_with_the_training_options(tmp_path):
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    from autonet_tf.configs import SearchConfig
+    from autonet_tf.data import images
+    from autonet_tf.training.search_trainer import SearchTrainer
+
+    config = SearchConfig(model_dir=str(tmp_path), epochs=1, batch_size=16, layers=2,
+                          init_channels=4, steps=1, multiplier=1, max_steps_per_epoch=2,
+                          progress=False)
+    trainer = SearchTrainer(config, images.load(config.data, 1))
+    seen = []
+    step = trainer.train_step
+
+    def spy(*iterators):
+        seen.append(_remapping())
+        return step(*iterators)
+
+    trainer.train_step = spy
+    trainer.search()
+    assert seen == [rewriter_config_pb2.RewriterConfig.OFF] * 2
+    assert _remapping() == rewriter_config_pb2.RewriterConfig.DEFAULT  # validation: with it

@@ -34,7 +34,7 @@ import time
 import keras
 import tensorflow as tf
 
-from autonet_tf import progress
+from autonet_tf import progress, startup
 from autonet_tf.errors import Preempted, TrainingDiverged, UserInputError
 from autonet_tf.io import run_dir
 from autonet_tf.tracking import checkpoint_variables, unreachable_variables
@@ -370,10 +370,12 @@ class Controller:
         return fn
 
     def _run_steps(self, n: int, iterators, sums: dict) -> dict:
-        """Summed metrics of ``n`` steps: one ``train_step`` call, or the in-graph loop."""
-        if self.steps_per_loop == 1:
-            return self.trainer.train_step(*iterators)
-        return self._looped_steps(tuple(sums))(tf.constant(n), *iterators)
+        """Summed metrics of ``n`` steps: one ``train_step`` call, or the in-graph loop
+        (with the training steps' Grappler options, :func:`startup.training_steps`)."""
+        with startup.training_steps():
+            if self.steps_per_loop == 1:
+                return self.trainer.train_step(*iterators)
+            return self._looped_steps(tuple(sums))(tf.constant(n), *iterators)
 
     def _next_call_is_new(self) -> bool:
         if self.steps_per_loop == 1:
