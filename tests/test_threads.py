@@ -79,6 +79,7 @@ def test_start_up_skips_grappler_work_that_changes_nothing_on_cpu_hosts():
     assert rewrite.memory_optimization == config.NO_MEM_OPT
     assert rewrite.layout_optimizer == config.OFF
     assert rewrite.experimental_conditional_code_motion == config.OFF
+    assert rewrite.disable_tfg_optimizer
     assert rewrite.constant_folding == config.OFF
     # The thread settings of threads.configure() still apply on top.
     assert context.context().config.intra_op_parallelism_threads == \
