@@ -88,19 +88,19 @@ def set_rewrite_options(options: dict) -> bool:
     config = config_pb2.ConfigProto()
     if ctx._config is not None:
         config.CopyFrom(ctx._config)
-    rewrite = config.graph_options.rewrite_options
-    for name, value in options.items():
-        setattr(rewrite, name, _field_value(value))
+    _set_fields(config.graph_options.rewrite_options, options)
     ctx._config = config
     ctx._thread_local_data.function_call_options = None  # rebuilt from the new config
     return True
 
 
-def _field_value(value):
-    """A RewriterConfig field's value: a bool as is, else the enum value named."""
+def _set_fields(rewrite, options: dict) -> None:
+    """Sets RewriterConfig fields: a bool as is, else the enum value named."""
     from tensorflow.core.protobuf import rewriter_config_pb2
 
-    return value if isinstance(value, bool) else getattr(rewriter_config_pb2.RewriterConfig, value)
+    for name, value in options.items():
+        setattr(rewrite, name, value if isinstance(value, bool)
+                else getattr(rewriter_config_pb2.RewriterConfig, value))
 
 
 def configure() -> None:
@@ -160,9 +160,7 @@ def _training_call_options_now():
         return _training_call_options[0][1]
     config = type(ctx.config)()
     config.ParseFromString(base)
-    rewrite = config.graph_options.rewrite_options
-    for name, value in _TRAINING_OPTIONS.items():
-        setattr(rewrite, name, _field_value(value))
+    _set_fields(config.graph_options.rewrite_options, _TRAINING_OPTIONS)
     options = context.FunctionCallOptions(config_proto=config)
     _training_call_options[:] = [(base, options)]
     return options
