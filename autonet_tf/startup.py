@@ -20,8 +20,8 @@
   (:data:`CPU_REWRITE_OPTIONS`): one round of its passes instead of two,
   no memory optimizer (its swapping and recomputation rewrite GPU graphs),
   no layout optimizer (it converts layouts for GPU kernels), no
-  conditional code motion and no TFG (MLIR) passes. Logged per pass (``TF_CPP_VMODULE=meta_optimizer=1``)
-  on the digits search, none of these changed a single node of any graph;
+  conditional code motion and no TFG (MLIR) passes. Logged per pass
+  (``TF_CPP_VMODULE=meta_optimizer=1``) on the digits search, none of these changed a single node of any graph;
   they took 8.2 of the 14.6 s Grappler spent. The CIFAR-10 supernet's first
   iteration took 50.0 instead of 72.9 s at batch 16 and 62.3 instead of
   80.4 s at batch 64 (first order), 116.6 instead of 205.3 s at batch 16
@@ -80,10 +80,9 @@ def set_rewrite_options(options: dict) -> bool:
     does not have the private fields used (the settings only save time).
     """
     from tensorflow.core.protobuf import config_pb2
-    from tensorflow.python.eager import context
 
-    ctx = context.context()
-    if not (hasattr(ctx, "_config") and hasattr(ctx, "_thread_local_data")):
+    ctx = _eager_context()
+    if ctx is None:
         return False
     config = config_pb2.ConfigProto()
     if ctx._config is not None:
@@ -92,6 +91,15 @@ def set_rewrite_options(options: dict) -> bool:
     ctx._config = config
     ctx._thread_local_data.function_call_options = None  # rebuilt from the new config
     return True
+
+
+def _eager_context():
+    """TensorFlow's eager context, or None when it lacks the private fields
+    (``_config``, ``_thread_local_data``) the Grappler settings are written to."""
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    return ctx if hasattr(ctx, "_config") and hasattr(ctx, "_thread_local_data") else None
 
 
 def _set_fields(rewrite, options: dict) -> None:
@@ -152,8 +160,8 @@ def _training_call_options_now():
         return None
     from tensorflow.python.eager import context
 
-    ctx = context.context()
-    if not (hasattr(ctx, "_config") and hasattr(ctx, "_thread_local_data")):
+    ctx = _eager_context()
+    if ctx is None:
         return None
     base = ctx.function_call_options.config_proto_serialized
     if _training_call_options and _training_call_options[0][0] == base:

@@ -55,7 +55,7 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.engine import trial as trial_module
 
-from autonet_tf.tuning.checks import ORACLES, check_oracle  # noqa: F401 (ORACLES: docs)
+from autonet_tf.tuning.checks import check_oracle
 from autonet_tf.tuning.space import Space
 
 DEFAULT_EXPLORATION = 0.2
@@ -266,7 +266,8 @@ def create_oracle(name: str, space: Space, objective, max_trials: int, seed: int
                   mixin: type | None = None, exploration: float | None = None,
                   candidates: int | None = None, max_epochs: int = 10,
                   **kwargs) -> kt.Oracle:
-    """The oracle called ``name`` (one of :data:`ORACLES`) over ``space``.
+    """The oracle called ``name`` (one of :data:`~autonet_tf.tuning.checks.ORACLES`)
+    over ``space``.
 
     ``mixin`` (e.g. the tuner's recording mixin) is put in front of the
     oracle class; ``exploration`` and ``candidates`` are the weighted random
