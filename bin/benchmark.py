@@ -64,6 +64,8 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass."
 flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored", "multi_worker"],
                   "Strategy (multi_worker: start one process per TF_CONFIG task).")
 flags.DEFINE_integer("num_devices", None, "Replicas for --strategy=mirrored.")
+flags.DEFINE_bool("sync_batchnorm", True, "CNN modes, several replicas: BatchNorm statistics "
+                  "over the global batch (the programs' default); off: per-replica statistics.")
 flags.DEFINE_enum("mixed_precision", "off", ["off", "mixed_float16", "mixed_bfloat16"],
                   "16-bit compute (variables, alphas and losses stay float32).")
 flags.DEFINE_float("baseline_s", None, "A median seconds-per-iteration to compare with (e.g. "
@@ -161,7 +163,7 @@ def main(argv):
                   layers=FLAGS.layers, init_channels=FLAGS.init_channels,
                   jit_compile=FLAGS.jit_compile, strategy=FLAGS.strategy,
                   num_devices=FLAGS.num_devices, progress=False,
-                  mixed_precision=FLAGS.mixed_precision)
+                  mixed_precision=FLAGS.mixed_precision, sync_batchnorm=FLAGS.sync_batchnorm)
     if search:
         config = SearchConfig(order=FLAGS.order, trace_sharing=FLAGS.trace_sharing,
                               hessian=FLAGS.hessian, method=FLAGS.method,
@@ -195,6 +197,7 @@ def main(argv):
         "init_channels": FLAGS.init_channels, "image_size": size,
         "jit_compile": FLAGS.jit_compile, "strategy": FLAGS.strategy,
         "mixed_precision": FLAGS.mixed_precision, "replicas": trainer.replicas,
+        "sync_batchnorm": bool(trainer.model.sync_bn),
         "trace_sharing": trainer.model.trace_sharing if search else None,
         "build_s": round(build_s, 2), **extra,
     }
