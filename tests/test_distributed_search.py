@@ -10,6 +10,7 @@ from autonet_tf.data import images, text
 from autonet_tf.distribute.strategy import create_strategy
 from autonet_tf.errors import UserInputError
 from autonet_tf.training.rnn_search_trainer import RNNSearchTrainer
+from autonet_tf.training.optimizers import MomentumSGD
 from autonet_tf.training.search_trainer import SearchTrainer
 from conftest import assert_one_line_error, run_bin
 
@@ -36,6 +37,41 @@ def _assert_replicas_identical(strategy, variables):
         copies = [np.asarray(c) for c in strategy.experimental_local_results(inner)]
         assert len(copies) == 2
         np.testing.assert_array_equal(copies[0], copies[1])
+
+
+def test_momentum_sgd_updates_each_replicas_copies_by_shape_with_the_summed_gradients(
+        mirrored_strategy):
+    rng = np.random.default_rng(0)
+    shapes = [(3, 3, 4, 1), (2,), (3, 3, 4, 1), (1, 1, 4, 8), (2,)]
+    w = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    with mirrored_strategy.scope():
+        variables = [tf.Variable(x) for x in w]
+        opt = MomentumSGD(0.1, momentum=0.9, l2=0.01)
+        opt.build(variables)
+
+    @tf.function(autograph=False)
+    def step(g):
+        # each replica hands over half of the gradient; Keras sums the halves
+        return mirrored_strategy.run(lambda: opt.apply([x * 0.5 for x in g], variables))
+
+    buf = [np.zeros(s, np.float32) for s in shapes]
+    for lr in (0.1, 0.05):
+        g = [rng.normal(size=s).astype(np.float32) for s in shapes]
+        opt.learning_rate.assign(lr)
+        step([tf.constant(x) for x in g])
+        buf = [0.9 * b + (x + 0.01 * v) for b, x, v in zip(buf, g, w)]
+        w = [v - lr * b for v, b in zip(w, buf)]
+    _assert_replicas_identical(mirrored_strategy, variables)
+    _assert_replicas_identical(mirrored_strategy, [opt.momentum_buffer(v) for v in variables])
+    for var, want, b in zip(variables, w, buf):
+        np.testing.assert_allclose(var.numpy(), want, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(opt.momentum_buffer(var).numpy(), b, rtol=1e-6, atol=1e-7)
+    graph = step.get_concrete_function([tf.zeros(s) for s in shapes]).graph
+    kinds = [op.type for op in graph.get_operations()]
+    # per device, one stacked update for each of the three shapes (buffers
+    # and weights), not one update per variable
+    assert kinds.count("Unpack") == 2 * 2 * 3
+    assert kinds.count("AssignSubVariableOp") == 0
 
 
 @pytest.mark.parametrize("order, method", [("first", "darts"), ("first", "pc_darts")])
