@@ -9,8 +9,8 @@ from autonet_tf.configs import RNNSearchConfig, SearchConfig
 from autonet_tf.data import images, text
 from autonet_tf.distribute.strategy import create_strategy
 from autonet_tf.errors import UserInputError
-from autonet_tf.training.rnn_search_trainer import RNNSearchTrainer
 from autonet_tf.training.optimizers import MomentumSGD
+from autonet_tf.training.rnn_search_trainer import RNNSearchTrainer
 from autonet_tf.training.search_trainer import SearchTrainer
 from conftest import assert_one_line_error, run_bin
 

@@ -81,7 +81,7 @@ class MomentumSGD(keras.optimizers.Optimizer):
         variable by variable.
         """
         variables = list(trainable_variables)
-        if not self._fusable(grads, variables):
+        if not self._fusable(grads):
             return super()._backend_update_step(grads, variables, learning_rate)
         buffers = [self.momentum_buffer(v) for v in variables]
         self._grouped_update(list(grads), [tf.convert_to_tensor(v) for v in variables],
@@ -107,7 +107,7 @@ class MomentumSGD(keras.optimizers.Optimizer):
         gradients, as on one device: every replica computes the same values.
         """
         grads = [g for g, _ in grads_and_vars]
-        if len(grads_and_vars) < 2 or any_sparse(grads):
+        if not self._groupable(grads):
             return super()._distributed_tf_update_step(distribution, grads_and_vars,
                                                        learning_rate)
         variables = [v for _, v in grads_and_vars]
@@ -127,11 +127,16 @@ class MomentumSGD(keras.optimizers.Optimizer):
                                      on_device(learning_rate, i), weights, slots)
 
     @staticmethod
-    def _fusable(grads, variables) -> bool:
+    def _groupable(grads) -> bool:
+        """Whether the grouped update applies: several variables, dense gradients."""
+        return len(grads) > 1 and not any_sparse(grads)
+
+    def _fusable(self, grads) -> bool:
+        """One replica and :meth:`_groupable` (several replicas: see
+        :meth:`_distributed_tf_update_step`)."""
         context = tf.distribute.get_replica_context()
         return (context is not None and context.num_replicas_in_sync == 1
-                and len(variables) > 1
-                and not any_sparse(grads))
+                and self._groupable(list(grads)))
 
     def get_config(self):
         config = super().get_config()
