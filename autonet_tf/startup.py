@@ -21,8 +21,9 @@
   no memory optimizer (its swapping and recomputation rewrite GPU graphs),
   no layout optimizer (it converts layouts for GPU kernels), no
   conditional code motion and no TFG (MLIR) passes. Logged per pass
-  (``TF_CPP_VMODULE=meta_optimizer=1``) on the digits search, none of these changed a single node of any graph;
-  they took 8.2 of the 14.6 s Grappler spent. The CIFAR-10 supernet's first
+  (``TF_CPP_VMODULE=meta_optimizer=1``) on the digits search, none of
+  these changed a single node of any graph; they took 8.2 of the 14.6 s
+  Grappler spent. The CIFAR-10 supernet's first
   iteration took 50.0 instead of 72.9 s at batch 16 and 62.3 instead of
   80.4 s at batch 64 (first order), 116.6 instead of 205.3 s at batch 16
   (second order), with the same step times (2 cores). TensorFlow has no

@@ -83,17 +83,17 @@ class MomentumSGD(keras.optimizers.Optimizer):
         variables = list(trainable_variables)
         if not self._fusable(grads):
             return super()._backend_update_step(grads, variables, learning_rate)
-        buffers = [self.momentum_buffer(v) for v in variables]
-        self._grouped_update(list(grads), [tf.convert_to_tensor(v) for v in variables],
-                             [tf.convert_to_tensor(b) for b in buffers], learning_rate,
-                             variables, buffers)
+        self._grouped_update(list(grads), learning_rate, variables,
+                             [self.momentum_buffer(v) for v in variables])
 
-    def _grouped_update(self, grads, weights, buffers, learning_rate, weight_targets,
-                        buffer_targets):
-        """:meth:`rule` per shape on stacked values, then the new values assigned."""
+    def _grouped_update(self, grads, learning_rate, variables, buffers):
+        """:meth:`rule` per shape on the stacked values of ``variables`` and their
+        momentum ``buffers``, then the new values assigned to both."""
         new_buffers, new_weights = map_by_shape(
-            lambda w, g, b: self.rule(w, g, b, learning_rate), weights, grads, buffers)
-        for targets, values in ((buffer_targets, new_buffers), (weight_targets, new_weights)):
+            lambda w, g, b: self.rule(w, g, b, learning_rate),
+            [tf.convert_to_tensor(v) for v in variables], grads,
+            [tf.convert_to_tensor(b) for b in buffers])
+        for targets, values in ((buffers, new_buffers), (variables, new_weights)):
             for target, value in zip(targets, values):
                 target.assign(value)
 
@@ -118,13 +118,11 @@ class MomentumSGD(keras.optimizers.Optimizer):
             return copies[i] if len(copies) > 1 else copies[0]
 
         for i, device in enumerate(distribution.extended.worker_devices):
-            weights = [on_device(v, i) for v in variables]
-            slots = [on_device(b, i) for b in buffers]
             with tf.device(device):
                 self._grouped_update([on_device(g, i) for g in grads],
-                                     [tf.convert_to_tensor(w) for w in weights],
-                                     [tf.convert_to_tensor(b) for b in slots],
-                                     on_device(learning_rate, i), weights, slots)
+                                     on_device(learning_rate, i),
+                                     [on_device(v, i) for v in variables],
+                                     [on_device(b, i) for b in buffers])
 
     @staticmethod
     def _groupable(grads) -> bool:
