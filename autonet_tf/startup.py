@@ -45,6 +45,13 @@
   same loss. A function call's Grappler options are the calling thread's
   ``function_call_options``, so the training steps are called with their
   own, and every other graph (validation, export) keeps the remapper.
+  Two more passes are off for training steps there: the loop optimizer
+  and the implementation selector. Logged per pass, neither changed a node
+  or an edge of any training step (the CIFAR-10 supernet's, the digits
+  search's with and without ``--steps_per_loop``, the recurrent search's);
+  on the CIFAR-10 supernet's step they took 0.9 s of the first iteration
+  (paired runs, batch 16, first order: 31.2 and 29.8 s against 33.2 and
+  30.8 s, steps no slower).
 """
 
 from __future__ import annotations
@@ -59,7 +66,8 @@ GC_THRESHOLDS = (20000, 20, 20)
 GRAPPLER_OPTIONS = {"constant_folding": False}
 
 #: RewriterConfig fields of training-step calls (:func:`training_steps`) when no GPU is visible
-TRAINING_REWRITE_OPTIONS = {"remapping": "OFF"}
+TRAINING_REWRITE_OPTIONS = {"remapping": "OFF", "loop_optimization": "OFF",
+                            "implementation_selector": "OFF"}
 
 #: RewriterConfig fields set by :func:`configure` when no GPU is visible
 CPU_REWRITE_OPTIONS = {"meta_optimizer_iterations": "ONE", "memory_optimization": "NO_MEM_OPT",

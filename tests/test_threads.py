@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from autonet_tf import threads
+from autonet_tf import startup, threads
 from autonet_tf.errors import UserInputError
 
 
@@ -45,8 +45,6 @@ def test_the_suite_runs_with_the_programs_thread_pools():
 def test_start_up_sets_the_collector_thresholds_and_grappler_options():
     import gc
 
-    from autonet_tf import startup
-
     try:
         gc.set_threshold(700, 10, 10)
         startup.configure()
@@ -64,8 +62,6 @@ def test_start_up_sets_the_collector_thresholds_and_grappler_options():
 def test_start_up_skips_grappler_work_that_changes_nothing_on_cpu_hosts():
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
     from tensorflow.python.eager import context
-
-    from autonet_tf import startup
 
     assert not tf.config.list_physical_devices("GPU")
     # This TensorFlow has the eager-context fields the settings are written to.
@@ -118,20 +114,23 @@ def test_a_main_that_does_not_check_flags_first_runs_with_the_programs_settings(
     assert folding == "False"  # startup.GRAPPLER_OPTIONS
 
 
-def _remapping():
-    """The remapper setting of tf.function calls made now on this thread."""
+def _rewrite_options():
+    """The Grappler settings of tf.function calls made now on this thread."""
     from tensorflow.core.protobuf import config_pb2
     from tensorflow.python.eager import context
 
     serialized = context.context().function_call_options.config_proto_serialized
-    return config_pb2.ConfigProto.FromString(serialized).graph_options.rewrite_options.remapping
+    return config_pb2.ConfigProto.FromString(serialized).graph_options.rewrite_options
 
 
-def test_training_steps_are_optimised_without_the_remapper_and_other_graphs_with_it():
+def _remapping():
+    """The remapper setting of tf.function calls made now on this thread."""
+    return _rewrite_options().remapping
+
+
+def test_training_steps_skip_the_remapper_and_idle_passes_and_other_graphs_keep_them():
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
     from tensorflow.python.eager import context
-
-    from autonet_tf import startup
 
     config = rewriter_config_pb2.RewriterConfig
     startup.configure()
@@ -139,8 +138,14 @@ def test_training_steps_are_optimised_without_the_remapper_and_other_graphs_with
     x = tf.constant([-1.0, 0.5])
     outside = f(x).numpy()
     assert _remapping() == config.DEFAULT
+    outside_rewrites = _rewrite_options()
     with startup.training_steps():
         assert _remapping() == config.OFF
+        rewrites = _rewrite_options()
+        if not tf.config.list_physical_devices("GPU"):  # passes that changed no training step
+            assert rewrites.loop_optimization == rewrites.implementation_selector == config.OFF
+            assert (outside_rewrites.loop_optimization ==
+                    outside_rewrites.implementation_selector == config.DEFAULT)
         serialized = context.context().function_call_options.config_proto_serialized
         options = config_pb2.ConfigProto.FromString(serialized)
         # the other start-up settings are kept
