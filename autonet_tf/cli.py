@@ -165,21 +165,21 @@ def avoid_onednn_crash(network: str, image_size: int | None = None) -> None:
           flush=True)
 
 
-#: flags naming files or folders that the programs check through TensorFlow's
-#: filesystems (tf.io.gfile: local, gs://, ...) while they read their flags;
-#: with one of them given, TensorFlow starts before the program's main
+#: flags naming files or folders that the programs may read while they check
+#: their flags; local ones are read without TensorFlow, but one that names a
+#: TensorFlow filesystem (gs://, s3://, ram://, ...) makes TensorFlow start
+#: before the program's main
 FILE_FLAGS = ("config_file", "genotype", "data_dir", "dataset", "saved_model")
 
 _STARTED: list = []
 
 
-def _names_files() -> bool:
-    """Whether a flag of :data:`FILE_FLAGS` is given (a published genotype name is no file)."""
-    from autonet_tf.search_space.genotypes import PUBLISHED
-
+def _names_remote_files() -> bool:
+    """Whether a flag of :data:`FILE_FLAGS` names a ``scheme://`` path."""
     for name in FILE_FLAGS:
         if name in flags.FLAGS and flags.FLAGS[name].present:
-            if not (name == "genotype" and flags.FLAGS[name].value in PUBLISHED):
+            value = flags.FLAGS[name].value
+            if isinstance(value, str) and "://" in value:
                 return True
     return False
 
@@ -218,8 +218,8 @@ def run(main, flags_first: bool = False) -> None:
 
     TensorFlow starts (:func:`start_tensorflow`) before ``main``, or with
     ``flags_first`` when ``main`` calls :func:`start_tensorflow` itself once
-    it has checked its flags (unless a flag names a file: those are read
-    through TensorFlow's filesystems, so it starts first then too).
+    it has checked its flags (unless a flag names a ``scheme://`` path: those
+    are read through TensorFlow's filesystems, so it starts first then).
     """
     _PROGRAM[0] = sys.modules.get(main.__module__)
 
@@ -234,7 +234,7 @@ def run(main, flags_first: bool = False) -> None:
             threads.check(*_thread_flags())
         except UserInputError as e:
             fail(str(e))
-        if not flags_first or _names_files():
+        if not flags_first or _names_remote_files():
             start_tensorflow()
         try:
             code = main(argv)

@@ -379,3 +379,15 @@ def rnn_config(cls, data, model_dir: str, flag_names: dict, preset: dict | None,
 
 
 
+
+
+def check_before_tensorflow(config, load_genotype=None) -> None:
+    """The first checks of ``tasks.run`` that need no TensorFlow, made by the
+    programs before it starts (about 5 s), so that such bad input is answered
+    at once: the genotype to train loads (``load_genotype``, for training),
+    and the run directory can be created. ``tasks.run`` makes them again."""
+    from autonet_tf.io import run_dir
+
+    if load_genotype is not None:
+        load_genotype(config.genotype)
+    run_dir.check_writable_parent(config.model_dir)

@@ -46,10 +46,11 @@ import tensorflow as tf
 from autonet_tf.data import pipeline
 from autonet_tf.errors import UserInputError
 from autonet_tf.io import run_dir
+from autonet_tf.io.saved_models import (  # noqa: F401 (find_saved_model: this module's API too)
+    IMAGE_CLASSIFIER, MARKER, find_saved_model, read_metadata)
 
 METADATA_NAME = "metadata.json"
-MARKER = os.path.join("assets.extra", "autonet_tf.json")
-FORMAT = "autonet_tf/image_classifier/1"
+FORMAT = IMAGE_CLASSIFIER
 # Ops that mean a TFLite model still reads variables instead of constants.
 VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
 
@@ -314,31 +315,3 @@ def load_saved_model(saved_model_dir: str):
                              f"{first}") from None
 
 
-def find_saved_model(path: str) -> str:
-    """``path``, or ``path/saved_model`` when ``path`` is an export folder holding one."""
-    if (not run_dir.exists(os.path.join(path, "saved_model.pb"))
-            and run_dir.exists(os.path.join(path, "saved_model", "saved_model.pb"))):
-        return os.path.join(path, "saved_model")
-    return path
-
-
-def read_metadata(saved_model_dir: str, formats: tuple[str, ...] = (FORMAT,)) -> dict:
-    """The metadata of an autonet_tf export of one of ``formats``; UserInputError otherwise."""
-    flag = f"--saved_model={saved_model_dir!r}"
-    if not run_dir.isdir(saved_model_dir):
-        raise UserInputError(f"{flag} does not exist or is not a directory")
-    if not run_dir.exists(os.path.join(saved_model_dir, "saved_model.pb")):
-        inner = find_saved_model(saved_model_dir)
-        hint = f"; did you mean {inner!r}?" if inner != saved_model_dir else ""
-        raise UserInputError(f"{flag} is not a SavedModel (no saved_model.pb){hint}")
-    path = os.path.join(saved_model_dir, MARKER)
-    try:
-        meta = run_dir.read_json(path)
-    except (OSError, json.JSONDecodeError):
-        raise UserInputError(f"{flag} is a SavedModel but not an autonet_tf export "
-                             f"(no readable {MARKER})") from None
-    if not isinstance(meta, dict) or meta.get("format") not in formats:
-        raise UserInputError(f"{flag}: {MARKER} has format "
-                             f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
-                             f"expected {' or '.join(repr(f) for f in formats)}")
-    return meta

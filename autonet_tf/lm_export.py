@@ -35,8 +35,9 @@ from autonet_tf import export
 from autonet_tf.data import text
 from autonet_tf.data.text import UNK
 from autonet_tf.io import run_dir
+from autonet_tf.io.saved_models import LANGUAGE_MODEL
 
-FORMAT = "autonet_tf/language_model/1"
+FORMAT = LANGUAGE_MODEL
 VOCAB_NAME = "vocab.txt"
 
 

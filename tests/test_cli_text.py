@@ -95,9 +95,19 @@ def test_onednn_is_turned_off_only_where_the_imagenet_network_trains(network, im
     ("tune.py", ["--oracle=random", "--candidates=8"]),
     ("tune.py", ["--space=darts_search", "--trial=train_genotype"]),
     ("search.py", ["--intra_op_threads=-1"]),
+    # local files and folders are read and checked without TensorFlow
+    ("search.py", ["--dataset=/no/such/data.npz", "--epochs=0"]),
+    ("search.py", ["--config_file=/no/such/run.yaml"]),
+    ("search.py", ["--model_dir=/dev/null/run"]),  # a run directory that cannot be created
+    ("train.py", ['--genotype={"normal": ']),
+    ("train.py", ["--genotype=/no/such/genotype.json"]),
+    ("train.py", ["--model=rnn", "--genotype=DARTS_V2", "--model_dir=/dev/null/run"]),
+    ("visualize.py", ["--genotype=NOPE"]),
+    ("evaluate.py", ["--saved_model=/no/such/export"]),
 ])
 def test_bad_flags_are_refused_before_tensorflow_starts(script, args):
-    # TensorFlow takes seconds to start; flags that name no file are checked first.
+    # TensorFlow takes seconds to start; flags are checked first (a file flag
+    # that names a gs:// or other TensorFlow filesystem path starts it first).
     code = ("import atexit, runpy, sys\n"
             "atexit.register(lambda: print('tensorflow imported:', 'tensorflow' in sys.modules))\n"
             f"sys.argv = {[script, *args]!r}\n"

@@ -7,6 +7,8 @@ checks (permissions, existing non-directories) and atomic writes by a
 temporary file in the same folder and a rename; on other filesystems a
 write goes to a temporary object and is renamed over the target where the
 filesystem can (object stores copy it, which is atomic per object).
+TensorFlow is imported for ``scheme://`` paths only, so the programs check
+local paths before TensorFlow starts.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import os
 import tempfile
 import uuid
 
-import tensorflow as tf
-
 from autonet_tf.errors import UserInputError
 
 
@@ -26,16 +26,30 @@ def is_remote(path: str) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
+def _through_tensorflow(path: str) -> bool:
+    """Whether ``path`` names a TensorFlow filesystem (``scheme://``, ``file://`` included)."""
+    return "://" in str(path)
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
 def exists(path: str) -> bool:
-    return tf.io.gfile.exists(path)
+    return _tf().io.gfile.exists(path) if _through_tensorflow(path) else os.path.exists(path)
 
 
 def isdir(path: str) -> bool:
-    return tf.io.gfile.isdir(path)
+    return _tf().io.gfile.isdir(path) if _through_tensorflow(path) else os.path.isdir(path)
 
 
 def makedirs(path: str) -> None:
-    tf.io.gfile.makedirs(path)
+    if _through_tensorflow(path):
+        _tf().io.gfile.makedirs(path)
+    else:
+        os.makedirs(path, exist_ok=True)
 
 
 def prepare(path: str, flag: str = "model_dir") -> str:
@@ -43,6 +57,7 @@ def prepare(path: str, flag: str = "model_dir") -> str:
     if not path:
         raise UserInputError(f"--{flag} is empty: expected a directory path")
     if is_remote(path):
+        tf = _tf()
         try:
             tf.io.gfile.makedirs(path)
             probe = os.path.join(path, f".write_probe_{uuid.uuid4().hex}")
@@ -87,6 +102,7 @@ def check_writable_parent(path: str, flag: str = "model_dir") -> None:
 def write_bytes(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (temporary file + rename)."""
     if is_remote(path):
+        tf = _tf()
         folder = os.path.dirname(path)
         if folder:
             tf.io.gfile.makedirs(folder)
@@ -136,6 +152,10 @@ def write_json(path: str, data) -> None:
 
 def read_text(path: str) -> str:
     """The text of ``path``; OSError when it cannot be read (any filesystem)."""
+    if not _through_tensorflow(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    tf = _tf()
     try:
         with tf.io.gfile.GFile(path, "r") as f:
             return f.read()

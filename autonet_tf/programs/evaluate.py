@@ -48,16 +48,18 @@ def main(argv):
     del argv
     if FLAGS.batch_size <= 0:
         cli.fail(f"--batch_size={FLAGS.batch_size} is invalid: expected an integer > 0")
+    from autonet_tf.io import run_dir, saved_models
+
+    # A wrong --saved_model is answered before TensorFlow starts.
+    saved_model = saved_models.find_saved_model(FLAGS.saved_model)
+    meta = saved_models.read_metadata(
+        saved_model, (saved_models.IMAGE_CLASSIFIER, saved_models.LANGUAGE_MODEL))
     cli.start_tensorflow()
-    from autonet_tf import export, lm_export
     from autonet_tf.configs import DataConfig
     from autonet_tf.evaluate import (evaluate_export, evaluate_language_model,
                                      format_confusion, write_report)
-    from autonet_tf.io import run_dir
 
-    saved_model = export.find_saved_model(FLAGS.saved_model)
-    meta = export.read_metadata(saved_model, (export.FORMAT, lm_export.FORMAT))
-    if meta["format"] == lm_export.FORMAT:
+    if meta["format"] == saved_models.LANGUAGE_MODEL:
         if FLAGS.strategy != "default":
             print(f"warning: --strategy={FLAGS.strategy} is ignored for language models "
                   "(their perplexity is computed on one device)", flush=True)

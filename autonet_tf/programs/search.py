@@ -175,6 +175,7 @@ def main(argv):
     cli_flags.read_config_files()
     rnn = FLAGS.model == "rnn"
     config, train_config = build_rnn_configs() if rnn else build_cnn_configs()
+    cli_flags.check_before_tensorflow(config)
     cli.start_tensorflow()
     from autonet_tf import tasks
     from autonet_tf.distribute.strategy import strategy_for

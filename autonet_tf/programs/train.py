@@ -71,6 +71,11 @@ def main(argv):
                              "file, inline JSON, or a --config_file of a training run")
     rnn = FLAGS.model == "rnn"
     config = rnn_config() if rnn else cnn_config()
+    if rnn:
+        from autonet_tf.search_space.rnn_genotypes import load_recurrent_genotype as load
+    else:
+        from autonet_tf.search_space.genotypes import load_genotype as load
+    cli_flags.check_before_tensorflow(config, load)
     cli.start_tensorflow()
     from autonet_tf import tasks
     from autonet_tf.distribute.strategy import strategy_for

@@ -35,7 +35,8 @@ def main(argv):
     if fmt not in FORMATS or not os.path.basename(stem):
         cli.fail(f"--output={FLAGS.output!r} is invalid: expected a file name ending in "
                  f"{', '.join('.' + f for f in FORMATS)}")
-    cli.start_tensorflow()  # genotype files and the output folder: TensorFlow's filesystems
+    # No TensorFlow: a local genotype file is read directly (a gs:// one
+    # made cli.run start TensorFlow before this).
     from autonet_tf.search_space.genotypes import load_genotype
     from autonet_tf.search_space.rnn_genotypes import load_recurrent_genotype
     from autonet_tf.io import run_dir

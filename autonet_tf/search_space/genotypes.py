@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import os
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -355,6 +356,11 @@ def load_genotype(spec: str) -> Genotype:
 
 def _is_file(spec: str) -> bool:
     """Whether ``spec`` names a file on any TensorFlow filesystem (local, gs://, ...)."""
+    if "://" not in spec:  # local: no TensorFlow needed
+        try:
+            return os.path.exists(spec) and not os.path.isdir(spec)
+        except ValueError:  # e.g. a NUL character
+            return False
     import tensorflow as tf
 
     try:
@@ -364,16 +370,19 @@ def _is_file(spec: str) -> bool:
 
 
 def load_spec(spec: str, published: dict, parse, inline_prefixes: tuple[str, ...]):
-    """A published name, a file holding genotype text, or inline genotype text."""
+    """A published name, a file holding genotype text, or inline genotype text.
+
+    Local files are read without TensorFlow (the programs check --genotype
+    before it starts).
+    """
     if spec in published:
         return published[spec]
     if _is_file(spec):
-        import tensorflow as tf
+        from autonet_tf.io import run_dir
 
         try:
-            with tf.io.gfile.GFile(spec, "r") as f:
-                text = f.read()
-        except (OSError, tf.errors.OpError, UnicodeDecodeError) as e:
+            text = run_dir.read_text(spec)
+        except (OSError, UnicodeDecodeError) as e:
             raise UserInputError(f"--genotype: cannot read {spec!r}: {e}") from None
         try:
             return parse(text)
