@@ -378,9 +378,6 @@ def rnn_config(cls, data, model_dir: str, flag_names: dict, preset: dict | None,
     return config
 
 
-
-
-
 def check_before_tensorflow(config, load_genotype=None) -> None:
     """The first checks of ``tasks.run`` that need no TensorFlow, made by the
     programs before it starts (about 5 s), so that such bad input is answered
