@@ -382,9 +382,13 @@ def check_before_tensorflow(config, load_genotype=None) -> None:
     """The first checks of ``tasks.run`` that need no TensorFlow, made by the
     programs before it starts (about 5 s), so that such bad input is answered
     at once: the genotype to train loads (``load_genotype``, for training),
-    and the run directory can be created. ``tasks.run`` makes them again."""
+    the run directory can be created, and an image dataset is a known name,
+    an existing .npz file or a folder. ``tasks.run`` makes them again."""
+    from autonet_tf.data import images
     from autonet_tf.io import run_dir
 
     if load_genotype is not None:
         load_genotype(config.genotype)
     run_dir.check_writable_parent(config.model_dir)
+    if isinstance(config.data, DataConfig):
+        images.check_source(config.data.dataset)

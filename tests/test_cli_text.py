@@ -99,6 +99,8 @@ def test_onednn_is_turned_off_only_where_the_imagenet_network_trains(network, im
     ("search.py", ["--dataset=/no/such/data.npz", "--epochs=0"]),
     ("search.py", ["--config_file=/no/such/run.yaml"]),
     ("search.py", ["--model_dir=/dev/null/run"]),  # a run directory that cannot be created
+    ("search.py", ["--dataset=cifar"]),  # not a known dataset
+    ("train.py", ["--genotype=DARTS_V2", "--dataset=/no/such/data.npz"]),
     ("train.py", ['--genotype={"normal": ']),
     ("train.py", ["--genotype=/no/such/genotype.json"]),
     ("train.py", ["--model=rnn", "--genotype=DARTS_V2", "--model_dir=/dev/null/run"]),

@@ -31,6 +31,7 @@ import numpy as np
 
 from autonet_tf.configs import DataConfig
 from autonet_tf.errors import UserInputError
+from autonet_tf.io import run_dir
 
 TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped",
                  "imagenet2012")
@@ -108,9 +109,27 @@ class ImageDataset:
         return len(self.class_names)
 
 
+def check_source(name: str) -> None:
+    """The checks of :func:`load` that read no data: ``name`` is a known
+    dataset, an existing .npz file or a folder. UserInputError otherwise.
+
+    Local paths are checked without TensorFlow (the programs call this
+    before it starts)."""
+    if name == "digits" or name in TFDS_DATASETS:
+        return
+    if name.endswith(".npz"):
+        if not _exists(name) or tf_isdir(name):
+            raise UserInputError(f"--dataset={name!r}: no such .npz file")
+    elif not tf_isdir(name):
+        raise UserInputError(
+            f"--dataset={name!r} is not a known dataset: expected 'digits', one of "
+            f"{', '.join(TFDS_DATASETS)}, an .npz file or a folder of class sub-folders")
+
+
 def load(config: DataConfig, seed: int = 0) -> ImageDataset:
     """Reads the dataset named by ``config.dataset``; raises UserInputError on bad input."""
     name = config.dataset
+    check_source(name)
     if name == "digits":
         dataset = _digits(config.test_fraction, seed)
     elif name in TFDS_DATASETS:
@@ -118,12 +137,8 @@ def load(config: DataConfig, seed: int = 0) -> ImageDataset:
                         config.image_size)
     elif name.endswith(".npz"):
         dataset = _npz(name)
-    elif tf_isdir(name):
-        dataset = _folder(name, config.image_size, config.test_fraction, seed, config.stream)
     else:
-        raise UserInputError(
-            f"--dataset={name!r} is not a known dataset: expected 'digits', one of "
-            f"{', '.join(TFDS_DATASETS)}, an .npz file or a folder of class sub-folders")
+        dataset = _folder(name, config.image_size, config.test_fraction, seed, config.stream)
     _check_arrays(dataset, name)
     return dataset
 
@@ -203,8 +218,6 @@ def _npz(path: str) -> ImageDataset:
     """A MedMNIST-layout .npz, local or on any TensorFlow filesystem (gs://...)."""
     import tensorflow as tf
 
-    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
-        raise UserInputError(f"--dataset={path!r}: no such .npz file")
     try:
         with tf.io.gfile.GFile(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             missing = [k for k in ("train_images", "train_labels", "test_images",
@@ -268,10 +281,22 @@ def _npz_split(arrays, split, path):
 
 
 def tf_isdir(path: str) -> bool:
+    """Whether ``path`` is a folder (any TensorFlow filesystem; local ones without it)."""
+    return _checked(run_dir.isdir, path)
+
+
+def _exists(path: str) -> bool:
+    return _checked(run_dir.exists, path)
+
+
+def _checked(check, path: str) -> bool:
+    """``check(path)``; False where TensorFlow has no filesystem for the path's scheme."""
+    if "://" not in path:
+        return check(path)
     import tensorflow as tf
 
     try:
-        return tf.io.gfile.isdir(path)
+        return check(path)
     except tf.errors.OpError:
         return False
 
