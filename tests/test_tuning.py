@@ -122,6 +122,33 @@ def test_same_seed_same_sequence_also_across_a_resume(tmp_path):
     assert record["epochs"]["val_loss"] == [pytest.approx(record["objective"] + 1.0)]
 
 
+class _Killed(BaseException):
+    """Stands for the process being killed (nothing catches it)."""
+
+
+def test_tuning_state_files_are_replaced_whole_so_a_kill_never_truncates_them(
+        tmp_path, monkeypatch):
+    # KerasTuner writes oracle.json, trial.json and the tuner's file in place; a
+    # tune killed while writing one left a truncated file that its resume could
+    # not read (JSONDecodeError).
+    d = tune(quadratic, SPACE, max_trials=2, directory=str(tmp_path), seed=3).directory
+    state = [os.path.join(d, "oracle.json"), os.path.join(d, "tuner0.json"),
+             *(os.path.join(d, t, "trial.json") for t in os.listdir(d) if t.startswith("trial_"))]
+    before = {path: open(path).read() for path in state}
+    assert len(before) == 4
+
+    def killed(src, dst):  # every later write dies before its rename
+        raise _Killed
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(_Killed):
+        tune(quadratic, SPACE, max_trials=3, directory=str(tmp_path), seed=3)
+    monkeypatch.undo()
+    assert {path: open(path).read() for path in state} == before  # whole, not rewritten
+    resumed = tune(quadratic, SPACE, max_trials=3, directory=str(tmp_path), seed=3)
+    assert len(resumed.records) == 3
+
+
 # The plain algorithm's first eight points for seed 5 on SPACE and quadratic, as the
 # oracle drew them before exploration existed (rounded to 6 digits).
 PLAIN_SEQUENCE = [

@@ -89,8 +89,25 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _save_state(path: str, state: dict) -> str:
+    """KerasTuner's state files (oracle.json, trial.json, the tuner's), written
+    whole: a temporary file renamed over the old one. KerasTuner writes them in
+    place, so a process killed mid-write left a truncated file that the resume
+    could not read."""
+    text = json.dumps(state)
+    run_dir.write_text(path, text)
+    return text
+
+
 class RecordingMixin:
     """Chief-side recording of every trial's epochs and outcome (see the module docstring)."""
+
+    def save(self):
+        _save_state(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        _save_state(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"),
+                    trial.get_state())
 
     verbose_records = True  # print each epoch report and each ended trial
     summaries = True  # best JSON, plots, HParams after every trial (off: call write_summaries)
@@ -407,6 +424,12 @@ class TrialTuner(kt.engine.base_tuner.BaseTuner):
         self.dataset = dataset
         self.epochs_per_trial = epochs_per_trial
         self.seed = seed
+
+    def save(self):
+        """As KerasTuner's, with the state files written whole (:func:`_save_state`)."""
+        if not self._is_worker():
+            self.oracle.save()
+        _save_state(self._get_tuner_fname(), self.get_state())
 
     def search(self, *args, **kwargs):
         if os.environ.get("KERASTUNER_ORACLE_IP") and "chief" in self.tuner_id:
