@@ -116,7 +116,7 @@ def evaluate_export(saved_model_dir: str, data: DataConfig | None = None,
     if seed is None:
         seed = int(meta.get("split_seed", 0))
     data.validate()
-    if data.image_size is None and images.tf_isdir(data.dataset):
+    if data.image_size is None and run_dir.isdir(data.dataset):
         data = dataclasses.replace(data, image_size=model.input_shape[0])
     dataset = images.load(data, seed)
     if tuple(dataset.input_shape) != tuple(model.input_shape):

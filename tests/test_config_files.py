@@ -79,3 +79,6 @@ def test_a_search_repeated_from_its_config_json_is_the_same_search(tmp_path):
                   f"--model_dir={tmp_path / 'bad'}")
     assert_one_line_error(bad, "--params_override: SearchConfig has no field 'epochz'")
     assert not os.path.exists(tmp_path / "bad")
+    # A scheme no TensorFlow filesystem handles: one line too (it was a traceback).
+    unknown = run_bin("search.py", "--config_file=foo://x.yaml", f"--model_dir={tmp_path / 'bad'}")
+    assert_one_line_error(unknown, "--config_file='foo://x.yaml' does not exist")

@@ -118,9 +118,9 @@ def check_source(name: str) -> None:
     if name == "digits" or name in TFDS_DATASETS:
         return
     if name.endswith(".npz"):
-        if not _exists(name) or tf_isdir(name):
+        if not run_dir.exists(name) or run_dir.isdir(name):
             raise UserInputError(f"--dataset={name!r}: no such .npz file")
-    elif not tf_isdir(name):
+    elif not run_dir.isdir(name):
         raise UserInputError(
             f"--dataset={name!r} is not a known dataset: expected 'digits', one of "
             f"{', '.join(TFDS_DATASETS)}, an .npz file or a folder of class sub-folders")
@@ -278,27 +278,6 @@ def _npz_split(arrays, split, path):
     if len(y) and y.min() < 0:
         raise UserInputError(f"--dataset={path!r}: {split}_labels has negative labels")
     return x, y
-
-
-def tf_isdir(path: str) -> bool:
-    """Whether ``path`` is a folder (any TensorFlow filesystem; local ones without it)."""
-    return _checked(run_dir.isdir, path)
-
-
-def _exists(path: str) -> bool:
-    return _checked(run_dir.exists, path)
-
-
-def _checked(check, path: str) -> bool:
-    """``check(path)``; False where TensorFlow has no filesystem for the path's scheme."""
-    if "://" not in path:
-        return check(path)
-    import tensorflow as tf
-
-    try:
-        return check(path)
-    except tf.errors.OpError:
-        return False
 
 
 # An image folder whose decoded images would take more than this is streamed

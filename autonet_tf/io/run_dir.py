@@ -38,7 +38,15 @@ def _tf():
 
 
 def exists(path: str) -> bool:
-    return _tf().io.gfile.exists(path) if _through_tensorflow(path) else os.path.exists(path)
+    """Whether ``path`` exists; False also where it names nothing TensorFlow can
+    check (an unknown ``scheme://``, a bucket-less ``gs://``), as :func:`isdir`."""
+    if not _through_tensorflow(path):
+        return os.path.exists(path)
+    tf = _tf()
+    try:
+        return tf.io.gfile.exists(path)
+    except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError):
+        return False
 
 
 def isdir(path: str) -> bool:

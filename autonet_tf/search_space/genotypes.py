@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import os
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -355,18 +354,10 @@ def load_genotype(spec: str) -> Genotype:
 
 
 def _is_file(spec: str) -> bool:
-    """Whether ``spec`` names a file on any TensorFlow filesystem (local, gs://, ...)."""
-    if "://" not in spec:  # local: no TensorFlow needed
-        try:
-            return os.path.exists(spec) and not os.path.isdir(spec)
-        except ValueError:  # e.g. a NUL character
-            return False
-    import tensorflow as tf
+    """Whether ``spec`` names a file on any TensorFlow filesystem (local ones without it)."""
+    from autonet_tf.io import run_dir
 
-    try:
-        return tf.io.gfile.exists(spec) and not tf.io.gfile.isdir(spec)
-    except (tf.errors.OpError, ValueError):  # e.g. inline text with an unknown scheme
-        return False
+    return run_dir.exists(spec) and not run_dir.isdir(spec)
 
 
 def load_spec(spec: str, published: dict, parse, inline_prefixes: tuple[str, ...]):
