@@ -89,18 +89,20 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _save_state(path: str, state: dict) -> str:
+def _save_state(path: str, state: dict) -> None:
     """KerasTuner's state files (oracle.json, trial.json, the tuner's), written
     whole: a temporary file renamed over the old one. KerasTuner writes them in
     place, so a process killed mid-write left a truncated file that the resume
     could not read."""
-    text = json.dumps(state)
-    run_dir.write_text(path, text)
-    return text
+    run_dir.write_text(path, json.dumps(state))
 
 
 class RecordingMixin:
     """Chief-side recording of every trial's epochs and outcome (see the module docstring)."""
+
+    verbose_records = True  # print each epoch report and each ended trial
+    summaries = True  # best JSON, plots, HParams after every trial (off: call write_summaries)
+    median_stopping = False  # see the module docstring
 
     def save(self):
         _save_state(self._get_oracle_fname(), self.get_state())
@@ -108,10 +110,6 @@ class RecordingMixin:
     def _save_trial(self, trial):
         _save_state(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"),
                     trial.get_state())
-
-    verbose_records = True  # print each epoch report and each ended trial
-    summaries = True  # best JSON, plots, HParams after every trial (off: call write_summaries)
-    median_stopping = False  # see the module docstring
 
     def _records_path(self):
         return os.path.join(self._project_dir, TRIALS_FILE)
