@@ -378,17 +378,20 @@ def rnn_config(cls, data, model_dir: str, flag_names: dict, preset: dict | None,
     return config
 
 
-def check_before_tensorflow(config, load_genotype=None) -> None:
+def check_before_tensorflow(config, load_genotype=None):
     """The first checks of ``tasks.run`` that need no TensorFlow, made by the
     programs before it starts (about 5 s), so that such bad input is answered
     at once: the genotype to train loads (``load_genotype``, for training),
     the run directory can be created, and an image dataset is a known name,
-    an existing .npz file or a folder. ``tasks.run`` makes them again."""
+    an existing .npz file or a folder. ``tasks.run`` checks the last two again.
+
+    Returns the loaded genotype (None without ``load_genotype``), for the
+    training task's ``genotype`` argument."""
     from autonet_tf.data import images
     from autonet_tf.io import run_dir
 
-    if load_genotype is not None:
-        load_genotype(config.genotype)
+    genotype = load_genotype(config.genotype) if load_genotype is not None else None
     run_dir.check_writable_parent(config.model_dir)
     if isinstance(config.data, DataConfig):
         images.check_source(config.data.dataset)
+    return genotype

@@ -75,12 +75,12 @@ def main(argv):
         from autonet_tf.search_space.rnn_genotypes import load_recurrent_genotype as load
     else:
         from autonet_tf.search_space.genotypes import load_genotype as load
-    cli_flags.check_before_tensorflow(config, load)
+    genotype = cli_flags.check_before_tensorflow(config, load)
     cli.start_tensorflow()
     from autonet_tf import tasks
     from autonet_tf.distribute.strategy import strategy_for
 
-    task = tasks.RNNTrainTask(config) if rnn else tasks.CNNTrainTask(config)
+    task = (tasks.RNNTrainTask if rnn else tasks.CNNTrainTask)(config, genotype=genotype)
     result = tasks.run(task, strategy_for(config))
     print(result.summary())
     print(f"Run directory: {result.model_dir}")
